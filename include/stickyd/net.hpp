@@ -1,0 +1,106 @@
+// Sockets on the libuv loop: a TCP listener and a connection base class that owns its
+// uv_tcp_t and one deadline timer, writes without unbounded buffering, and is destroyed only
+// after libuv has closed both handles.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "stickyd/config.hpp"
+
+namespace stickyd {
+
+// All reads on a loop land in one shared buffer: a connection keeps no read buffer of its
+// own, so an idle keep-alive connection or websocket tunnel costs no buffer memory. Whatever
+// must outlive the read callback is copied by its consumer.
+constexpr size_t kReadBufferSize = 64 * 1024;
+
+// Above this many queued bytes, a connection stops reading from its peer (backpressure).
+constexpr size_t kHighWater = 64 * 1024;
+
+class Socket {
+ public:
+  explicit Socket(uv_loop_t* loop);
+  virtual ~Socket();
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  uv_tcp_t* tcp() { return &tcp_; }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  uv_loop_t* loop() { return tcp_.loop; }
+
+  // Sends the buffers in order. What the kernel does not take at once is copied into one
+  // queued write. Returns false when the socket is already broken.
+  bool send(const uv_buf_t* bufs, unsigned count);
+  bool send(std::string_view bytes);
+  size_t queued_bytes() const { return queued_; }
+  bool write_backlogged() const { return queued_ > kHighWater; }
+
+  void start_reading();
+  void stop_reading();
+  bool reading() const { return reading_; }
+
+  // Half-close once queued writes are flushed.
+  void shutdown_write();
+  // Closes both handles (idempotent); on_closed() runs after libuv released them.
+  void close();
+  bool closing() const { return closing_; }
+
+  void set_deadline(Millis after);
+  void clear_deadline();
+
+ protected:
+  virtual void on_read(const char* data, size_t len) = 0;
+  virtual void on_eof() = 0;
+  virtual void on_read_error(int status) = 0;
+  virtual void on_write_error(int status) = 0;
+  virtual void on_drained() {}  // queued writes fell back to 0 bytes
+  virtual void on_deadline() = 0;
+  virtual void on_closed() = 0;  // last call on this object; the owner may destroy it
+
+ private:
+  struct QueuedWrite;
+  static void alloc_cb(uv_handle_t*, size_t, uv_buf_t*);
+  static void read_cb(uv_stream_t*, ssize_t, const uv_buf_t*);
+  static void write_cb(uv_write_t*, int);
+  static void shutdown_cb(uv_shutdown_t*, int);
+  static void timer_cb(uv_timer_t*);
+  static void close_cb(uv_handle_t*);
+
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  uv_shutdown_t shutdown_req_;
+  size_t queued_ = 0;
+  uint8_t open_handles_ = 2;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool shutdown_sent_ = false;
+};
+
+// Binds and listens; calls `on_connection` for each connection the loop accepts.
+class Listener {
+ public:
+  Listener(uv_loop_t* loop, const SocketAddress& addr, std::function<void(uv_stream_t*)> on_conn);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  int start();                         // 0 or a libuv error code
+  std::string bound_address() const;   // "127.0.0.1:40123" (real port when 0 was asked)
+  void close();
+
+ private:
+  static void connection_cb(uv_stream_t*, int);
+  uv_tcp_t* handle_;  // heap: it must outlive this object until its close callback runs
+  SocketAddress addr_;
+  std::function<void(uv_stream_t*)> on_conn_;
+  bool open_ = false;
+};
+
+std::string format_address(const sockaddr* sa);  // "1.2.3.4:80" / "[::1]:80"
+std::string peer_ip(const uv_tcp_t* tcp);        // "1.2.3.4" / "::1", "" when unknown
+
+}  // namespace stickyd

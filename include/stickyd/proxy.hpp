@@ -1,0 +1,232 @@
+// The proxy: a Server accepts ClientConns; each ClientConn runs one exchange at a time
+// (request -> routed backend -> response, or a websocket tunnel) through an explicit state
+// machine, borrowing an UpstreamConn from its backend's keep-alive pool.
+//
+// Ownership: the Server owns every connection object; libuv owns nothing. A connection is
+// destroyed only from its handles' close callbacks (Socket::on_closed), so a pointer held by
+// the peer connection stays valid until the peer is told to drop it (detach).
+#pragma once
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "stickyd/config.hpp"
+#include "stickyd/engineio.hpp"
+#include "stickyd/http_head.hpp"
+#include "stickyd/net.hpp"
+#include "stickyd/router.hpp"
+
+namespace stickyd {
+
+class Server;
+class ClientConn;
+
+// One connection to a backend. It writes what its ClientConn gives it, parses responses with
+// llhttp and reports every event back; between exchanges it waits in its backend's pool.
+class UpstreamConn final : public Socket {
+ public:
+  UpstreamConn(Server& server, int backend);
+
+  int backend() const { return backend_; }
+  bool connected() const { return connected_; }
+  bool reused() const { return exchanges_ > 0; }
+
+  void connect();                                  // reports connected()/connect_failed()
+  void attach(ClientConn* client, bool head_request);  // start serving one exchange
+  void detach();                                   // the client is gone or done with us
+  bool reusable() const;                           // clean end of a keep-alive response
+  void park(Millis idle_timeout);                  // into the pool: only watch for close
+  void begin_tunnel(ClientConn* client);           // raw bytes both ways from now on
+  void resume_parsing_after_interim();
+
+  const HttpHead& head() const { return head_; }
+  int status() const { return llhttp_get_status_code(const_cast<llhttp_t*>(&parser_)); }
+  int http_minor() const { return llhttp_get_http_minor(const_cast<llhttp_t*>(&parser_)); }
+  bool response_needs_eof() const { return llhttp_message_needs_eof(&parser_) != 0; }
+
+ private:
+  enum class Pause : uint8_t { None, HeadDone, MessageDone };
+
+  void on_read(const char* data, size_t len) override;
+  void on_eof() override;
+  void on_read_error(int status) override;
+  void on_write_error(int status) override;
+  void on_drained() override;
+  void on_deadline() override;
+  void on_closed() override;
+
+  void execute(const char* data, size_t len);
+  void fail(int status);
+
+  static void connect_cb(uv_connect_t* req, int status);
+  static int cb_message_begin(llhttp_t* p);
+  static int cb_status(llhttp_t* p, const char* at, size_t n);
+  static int cb_header_field(llhttp_t* p, const char* at, size_t n);
+  static int cb_header_value(llhttp_t* p, const char* at, size_t n);
+  static int cb_headers_complete(llhttp_t* p);
+  static int cb_body(llhttp_t* p, const char* at, size_t n);
+  static int cb_message_complete(llhttp_t* p);
+  static const llhttp_settings_t* settings();
+
+  Server& server_;
+  ClientConn* client_ = nullptr;
+  llhttp_t parser_;
+  HttpHead head_;
+  uv_connect_t connect_req_;
+  int backend_;
+  uint32_t exchanges_ = 0;
+  Pause pause_ = Pause::None;
+  bool connected_ = false;
+  bool in_body_ = false;
+  bool head_request_ = false;
+  bool tunnel_ = false;
+  bool parked_ = false;
+  bool broken_ = false;  // protocol error or stray bytes: never reuse
+  bool eof_ = false;
+};
+
+class ClientConn final : public Socket {
+ public:
+  explicit ClientConn(Server& server);
+  void start();  // after uv_accept
+
+  // Events from the UpstreamConn serving the current exchange.
+  void upstream_connected();
+  void upstream_connect_failed(int status);
+  void upstream_head();                       // final or interim response head parsed
+  void upstream_body(const char* raw, size_t n);     // framing bytes exactly as received
+  void upstream_decoded(const char* data, size_t n);  // de-chunked body bytes
+  void upstream_complete();
+  void upstream_upgraded(const char* rest, size_t n);
+  void upstream_failed(int status, const char* what);
+  void upstream_timeout();
+  void upstream_drained();
+  void upstream_tunnel_data(const char* data, size_t n);
+  void upstream_tunnel_eof();
+
+ private:
+  enum class State : uint8_t {
+    Idle,              // between requests (keep-alive); the client timeout runs
+    RequestHead,       // reading a request head
+    Connecting,        // routed; waiting for a backend connection
+    Forwarding,        // request sent or streaming; no response byte sent to the client yet
+    HoldingHandshake,  // reading a small handshake response to learn its sid
+    Responding,        // streaming the response to the client
+    Tunnel,            // websocket: bytes copied both ways
+    Closing,
+  };
+  enum class Pause : uint8_t { None, HeadDone, MessageDone };
+
+  void on_read(const char* data, size_t len) override;
+  void on_eof() override;
+  void on_read_error(int status) override;
+  void on_write_error(int status) override;
+  void on_drained() override;
+  void on_deadline() override;
+  void on_closed() override;
+
+  static int cb_message_begin(llhttp_t* p);
+  static int cb_url(llhttp_t* p, const char* at, size_t n);
+  static int cb_header_field(llhttp_t* p, const char* at, size_t n);
+  static int cb_header_value(llhttp_t* p, const char* at, size_t n);
+  static int cb_headers_complete(llhttp_t* p);
+  static int cb_message_complete(llhttp_t* p);
+  static const llhttp_settings_t* settings();
+
+  void execute(const char* data, size_t len);
+  void parse_error(llhttp_errno_t err);
+  void on_request_head();
+  void on_request_body(const char* p, size_t n);
+  void on_request_complete();
+  void acquire_upstream(bool allow_reuse);
+  std::string build_upstream_head() const;
+  void write_response_head(const std::string* set_cookie);
+  void finish_handshake_hold();
+  void learn_and_cookie(std::string_view sid_from_cookie, const OpenPacket* open,
+                        std::string* set_cookie);
+  void finish_exchange();
+  void start_tunnel(const char* rest, size_t n);
+  void respond_local(int status, std::string_view reason, std::string_view detail);
+  void release_upstream(bool keep);
+  void abort(const char* why);
+  void close_gracefully();
+  void update_reading();
+  void log_exchange(const char* outcome);
+
+  Server& server_;
+  llhttp_t parser_;
+  HttpHead head_;
+  std::string peer_ip_;
+  std::string pending_;       // client bytes not parsed yet (pipelined requests, early tunnel bytes)
+  std::string request_head_;  // what goes to the backend; kept for one retry until a response
+  std::string early_body_;    // request body that arrived before the backend connection
+  std::string hold_raw_;      // handshake response body as received (framing included)
+  std::string hold_body_;     // the same, de-chunked, to parse the open packet
+  UpstreamConn* upstream_ = nullptr;
+  Route route_;
+  State state_ = State::Idle;
+  Pause pause_ = Pause::None;
+  int error_status_ = 0;       // 414/431 decided inside a parser callback
+  int status_ = 0;             // status sent to the client for this exchange
+  int64_t started_ms_ = 0;
+  uint64_t bytes_to_client_ = 0;
+  bool in_body_ = false;
+  bool request_done_ = false;
+  bool head_sent_ = false;
+  bool retried_ = false;
+  bool pinned_ = false;
+  bool head_request_ = false;
+  bool upgrade_requested_ = false;
+  bool keep_alive_ = true;
+  bool close_after_response_ = false;
+  bool client_eof_ = false;
+  bool upstream_eof_ = false;  // tunnel half-close bookkeeping
+  bool hold_gave_up_ = false;
+  bool seen_bytes_ = false;    // some bytes of the current request arrived (for 408)
+};
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, const Config& config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  bool start();  // binds every listener; false (logged) when one fails
+  void stop();   // closes listeners and every connection
+
+  uv_loop_t* loop() const { return loop_; }
+  const Config& config() const { return config_; }
+  Router& router() { return router_; }
+  int64_t now_ms() const { return static_cast<int64_t>(uv_now(loop_)); }
+
+  // A parked connection to `backend` (reused = true), else a new connecting one.
+  UpstreamConn* acquire_upstream(int backend, bool allow_reuse, bool& reused);
+  void park_upstream(UpstreamConn* u);  // back to the pool, or closed when the pool is full
+  void unpark(UpstreamConn* u);         // it closed while parked
+
+  void destroy(ClientConn* c);
+  void destroy(UpstreamConn* u);
+
+ private:
+  void on_connection(uv_stream_t* listener);
+  static void sweep_cb(uv_timer_t* t);
+
+  uv_loop_t* loop_;
+  const Config& config_;
+  Router router_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
+  std::unordered_map<UpstreamConn*, std::unique_ptr<UpstreamConn>> upstreams_;
+  std::vector<std::vector<UpstreamConn*>> idle_;  // per backend, most recent last
+  uv_timer_t sweep_timer_;
+  bool stopped_ = false;
+};
+
+}  // namespace stickyd

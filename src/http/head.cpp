@@ -1,0 +1,110 @@
+#include "stickyd/http_head.hpp"
+
+namespace stickyd {
+
+namespace {
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = trim(list.substr(0, comma));
+    if (iequals(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+void HttpHead::clear() {
+  buf_.clear();
+  fields_.clear();
+  start_len_ = 0;
+  in_start_ = true;
+  in_value_ = false;
+}
+
+void HttpHead::release() {
+  clear();
+  std::string().swap(buf_);
+  std::vector<Field>().swap(fields_);
+}
+
+size_t HttpHead::add_start(const char* p, size_t n) {
+  buf_.append(p, n);
+  start_len_ += static_cast<uint32_t>(n);
+  return buf_.size();
+}
+
+size_t HttpHead::add_name(const char* p, size_t n) {
+  in_start_ = false;
+  if (fields_.empty() || in_value_) {
+    uint32_t off = static_cast<uint32_t>(buf_.size());
+    fields_.push_back(Field{off, 0, off, 0});
+    in_value_ = false;
+  }
+  buf_.append(p, n);
+  fields_.back().name_len += static_cast<uint32_t>(n);
+  fields_.back().value_off = static_cast<uint32_t>(buf_.size());
+  return buf_.size();
+}
+
+size_t HttpHead::add_value(const char* p, size_t n) {
+  if (fields_.empty()) return buf_.size();
+  in_value_ = true;
+  buf_.append(p, n);
+  fields_.back().value_len += static_cast<uint32_t>(n);
+  return buf_.size();
+}
+
+std::string_view HttpHead::get(std::string_view n) const {
+  for (size_t i = 0; i < fields_.size(); ++i)
+    if (iequals(name(i), n)) return value(i);
+  return {};
+}
+
+bool HttpHead::has(std::string_view n) const {
+  for (size_t i = 0; i < fields_.size(); ++i)
+    if (iequals(name(i), n)) return true;
+  return false;
+}
+
+std::string HttpHead::join(std::string_view n, std::string_view sep) const {
+  std::string out;
+  for (size_t i = 0; i < fields_.size(); ++i) {
+    if (!iequals(name(i), n)) continue;
+    if (!out.empty()) out += sep;
+    out += value(i);
+  }
+  return out;
+}
+
+bool HttpHead::is_hop_by_hop(size_t i) const {
+  std::string_view n = name(i);
+  static constexpr std::string_view fixed[] = {"connection", "keep-alive", "proxy-connection",
+                                               "te", "upgrade"};
+  for (std::string_view h : fixed)
+    if (iequals(n, h)) return true;
+  // Fields the sender listed in Connection are hop-by-hop too (except the framing ones,
+  // which a hostile Connection header must not be able to strip).
+  if (iequals(n, "transfer-encoding") || iequals(n, "content-length") || iequals(n, "host"))
+    return false;
+  for (size_t j = 0; j < fields_.size(); ++j)
+    if (iequals(name(j), "connection") && has_token(value(j), n)) return true;
+  return false;
+}
+
+}  // namespace stickyd

@@ -1,0 +1,140 @@
+#include <cstring>
+#include <memory>
+
+#include "stickyd/net.hpp"
+
+namespace stickyd {
+
+struct Socket::QueuedWrite {
+  uv_write_t req;
+  Socket* owner;
+  size_t len;
+  std::unique_ptr<char[]> data;
+};
+
+Socket::Socket(uv_loop_t* loop) {
+  uv_tcp_init(loop, &tcp_);
+  uv_timer_init(loop, &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+}
+
+Socket::~Socket() = default;
+
+void Socket::alloc_cb(uv_handle_t*, size_t, uv_buf_t* buf) {
+  static char shared[kReadBufferSize];  // one loop per thread; reads never nest
+  *buf = uv_buf_init(shared, sizeof shared);
+}
+
+void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  auto* self = static_cast<Socket*>(s->data);
+  if (self->closing_) return;
+  if (n > 0) {
+    self->on_read(buf->base, static_cast<size_t>(n));
+  } else if (n == UV_EOF) {
+    self->on_eof();
+  } else if (n < 0) {
+    self->on_read_error(static_cast<int>(n));
+  }
+}
+
+void Socket::start_reading() {
+  if (reading_ || closing_) return;
+  if (uv_read_start(stream(), alloc_cb, read_cb) == 0) reading_ = true;
+}
+
+void Socket::stop_reading() {
+  if (!reading_) return;
+  uv_read_stop(stream());
+  reading_ = false;
+}
+
+bool Socket::send(std::string_view bytes) {
+  uv_buf_t b = uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+  return send(&b, 1);
+}
+
+bool Socket::send(const uv_buf_t* bufs, unsigned count) {
+  if (closing_ || shutdown_sent_) return false;
+  size_t total = 0;
+  for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
+  if (total == 0) return true;
+  size_t done = 0;
+  if (queued_ == 0) {  // keep order: never try_write past a queued write
+    int r = uv_try_write(stream(), bufs, count);
+    if (r >= 0) {
+      done = static_cast<size_t>(r);
+    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+      return false;
+    }
+  }
+  if (done == total) return true;
+  auto w = std::make_unique<QueuedWrite>();
+  w->owner = this;
+  w->len = total - done;
+  w->data = std::make_unique<char[]>(w->len);
+  size_t skip = done, off = 0;
+  for (unsigned i = 0; i < count; ++i) {
+    size_t l = bufs[i].len;
+    if (skip >= l) { skip -= l; continue; }
+    std::memcpy(w->data.get() + off, bufs[i].base + skip, l - skip);
+    off += l - skip;
+    skip = 0;
+  }
+  uv_buf_t b = uv_buf_init(w->data.get(), static_cast<unsigned>(w->len));
+  w->req.data = w.get();
+  if (uv_write(&w->req, stream(), &b, 1, write_cb) != 0) return false;
+  queued_ += w->len;
+  w.release();  // owned by libuv until write_cb
+  return true;
+}
+
+void Socket::write_cb(uv_write_t* req, int status) {
+  std::unique_ptr<QueuedWrite> w(static_cast<QueuedWrite*>(req->data));
+  Socket* self = w->owner;
+  self->queued_ -= w->len;
+  if (self->closing_) return;
+  if (status < 0) {
+    self->on_write_error(status);
+  } else if (self->queued_ == 0) {
+    self->on_drained();
+  }
+}
+
+void Socket::shutdown_write() {
+  if (closing_ || shutdown_sent_) return;
+  shutdown_sent_ = true;
+  shutdown_req_.data = this;
+  if (uv_shutdown(&shutdown_req_, stream(), shutdown_cb) != 0) shutdown_sent_ = true;
+}
+
+void Socket::shutdown_cb(uv_shutdown_t*, int) {}
+
+void Socket::set_deadline(Millis after) {
+  if (closing_) return;
+  uv_timer_start(&timer_, timer_cb, static_cast<uint64_t>(after.count()), 0);
+}
+
+void Socket::clear_deadline() {
+  if (!closing_) uv_timer_stop(&timer_);
+}
+
+void Socket::timer_cb(uv_timer_t* t) {
+  auto* self = static_cast<Socket*>(t->data);
+  if (!self->closing_) self->on_deadline();
+}
+
+void Socket::close() {
+  if (closing_) return;
+  closing_ = true;
+  reading_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), close_cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), close_cb);
+}
+
+void Socket::close_cb(uv_handle_t* h) {
+  auto* self = static_cast<Socket*>(h->data);
+  if (--self->open_handles_ == 0) self->on_closed();
+}
+
+}  // namespace stickyd

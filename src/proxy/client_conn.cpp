@@ -1,0 +1,838 @@
+// ClientConn: one client connection and the state machine of its current exchange.
+//
+//   Idle -> RequestHead -> Connecting -> Forwarding -> Responding -> Idle (keep-alive)
+//                                         |  \-> HoldingHandshake -> Responding
+//                                         \-> Tunnel (101)
+//   any state -> Closing (error, timeout, either side gone)
+//
+// The llhttp callbacks only record; the execute() loop drives the machine, because only it
+// knows where in the received bytes the head ended and the body began: bodies are forwarded
+// with their original framing, byte for byte, never re-encoded or accumulated.
+#include <cstring>
+
+#include "stickyd/cookie.hpp"
+#include "stickyd/log.hpp"
+#include "stickyd/proxy.hpp"
+
+namespace stickyd {
+
+namespace {
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+  }
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+}  // namespace
+
+const llhttp_settings_t* ClientConn::settings() {
+  static const llhttp_settings_t s = [] {
+    llhttp_settings_t st;
+    llhttp_settings_init(&st);
+    st.on_message_begin = cb_message_begin;
+    st.on_url = cb_url;
+    st.on_header_field = cb_header_field;
+    st.on_header_value = cb_header_value;
+    st.on_headers_complete = cb_headers_complete;
+    st.on_message_complete = cb_message_complete;
+    return st;
+  }();
+  return &s;
+}
+
+ClientConn::ClientConn(Server& server) : Socket(server.loop()), server_(server) {
+  llhttp_init(&parser_, HTTP_REQUEST, settings());
+  parser_.data = this;
+}
+
+void ClientConn::start() {
+  uv_tcp_nodelay(tcp(), 1);
+  peer_ip_ = peer_ip(tcp());
+  set_deadline(server_.config().timeouts.client);
+  start_reading();
+}
+
+// ---------------------------------------------------------------- llhttp trampolines
+
+int ClientConn::cb_message_begin(llhttp_t* p) {
+  auto* self = static_cast<ClientConn*>(p->data);
+  self->head_.clear();
+  self->state_ = State::RequestHead;
+  self->started_ms_ = self->server_.now_ms();
+  self->head_sent_ = false;
+  self->status_ = 0;
+  self->error_status_ = 0;
+  self->bytes_to_client_ = 0;
+  self->route_ = Route{};
+  return 0;
+}
+
+int ClientConn::cb_url(llhttp_t* p, const char* at, size_t n) {
+  auto* self = static_cast<ClientConn*>(p->data);
+  size_t total = self->head_.add_start(at, n);
+  if (self->head_.start().size() > self->server_.config().limits.max_url_length) {
+    self->error_status_ = 414;
+    return -1;
+  }
+  if (total > self->server_.config().limits.max_header_size) {
+    self->error_status_ = 431;
+    return -1;
+  }
+  return 0;
+}
+
+int ClientConn::cb_header_field(llhttp_t* p, const char* at, size_t n) {
+  auto* self = static_cast<ClientConn*>(p->data);
+  if (self->head_.add_name(at, n) > self->server_.config().limits.max_header_size) {
+    self->error_status_ = 431;
+    return -1;
+  }
+  return 0;
+}
+
+int ClientConn::cb_header_value(llhttp_t* p, const char* at, size_t n) {
+  auto* self = static_cast<ClientConn*>(p->data);
+  if (self->head_.add_value(at, n) > self->server_.config().limits.max_header_size) {
+    self->error_status_ = 431;
+    return -1;
+  }
+  return 0;
+}
+
+int ClientConn::cb_headers_complete(llhttp_t* p) {
+  static_cast<ClientConn*>(p->data)->pause_ = Pause::HeadDone;
+  return HPE_PAUSED;
+}
+
+int ClientConn::cb_message_complete(llhttp_t* p) {
+  static_cast<ClientConn*>(p->data)->pause_ = Pause::MessageDone;
+  return llhttp_get_upgrade(p) ? 0 : HPE_PAUSED;
+}
+
+// ---------------------------------------------------------------- client bytes
+
+void ClientConn::on_read(const char* data, size_t len) {
+  if (state_ == State::Tunnel) {
+    set_deadline(server_.config().timeouts.tunnel);
+    if (upstream_ && !upstream_->send(std::string_view(data, len))) abort("backend write failed");
+    update_reading();
+    return;
+  }
+  if (state_ == State::Closing) return;
+  seen_bytes_ = true;
+  // While an exchange waits for its response, or earlier bytes wait their turn, new bytes
+  // queue behind them: responses go back in request order.
+  if (!pending_.empty() || request_done_ || pause_ != Pause::None) {
+    pending_.append(data, len);
+    update_reading();
+    return;
+  }
+  if (state_ == State::Idle || state_ == State::RequestHead)
+    set_deadline(server_.config().timeouts.client);
+  execute(data, len);
+}
+
+void ClientConn::execute(const char* data, size_t len) {
+  const char* p = data;
+  const char* end = data + len;
+  for (;;) {
+    pause_ = Pause::None;
+    llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
+    const char* stop = err == HPE_OK ? end : llhttp_get_error_pos(&parser_);
+    if (in_body_ && stop > p) on_request_body(p, static_cast<size_t>(stop - p));
+    if (state_ == State::Closing) return;
+    if (err == HPE_OK) return;
+    if (err == HPE_PAUSED && pause_ == Pause::HeadDone) {
+      llhttp_resume(&parser_);
+      in_body_ = true;
+      p = stop;
+      on_request_head();
+      if (state_ == State::Closing) return;
+      continue;
+    }
+    if (err == HPE_PAUSED && pause_ == Pause::MessageDone) {
+      // Keep the parser paused: what follows is the next request, parsed after this
+      // exchange ends.
+      in_body_ = false;
+      pending_.append(stop, static_cast<size_t>(end - stop));
+      on_request_complete();
+      return;
+    }
+    if (err == HPE_PAUSED_UPGRADE) {
+      in_body_ = false;
+      pending_.append(stop, static_cast<size_t>(end - stop));  // early tunnel bytes
+      on_request_complete();
+      return;
+    }
+    parse_error(err);
+    return;
+  }
+}
+
+void ClientConn::parse_error(llhttp_errno_t err) {
+  int status = error_status_ ? error_status_ : 400;
+  log::warn("bad request", {{"client", peer_ip_},
+                            {"status", status},
+                            {"error", llhttp_errno_name(err)},
+                            {"reason", llhttp_get_error_reason(&parser_)}});
+  if (state_ == State::RequestHead || state_ == State::Idle) {
+    respond_local(status, reason_phrase(status), "malformed request");
+  } else {
+    abort("malformed request body");
+  }
+}
+
+void ClientConn::on_request_head() {
+  clear_deadline();
+  request_done_ = false;
+  head_sent_ = false;
+  retried_ = false;
+  hold_gave_up_ = false;
+  status_ = 0;
+  bytes_to_client_ = 0;
+  auto method = static_cast<llhttp_method_t>(llhttp_get_method(&parser_));
+  head_request_ = method == HTTP_HEAD;
+  upgrade_requested_ = llhttp_get_upgrade(&parser_) != 0;
+  if (method == HTTP_CONNECT) {
+    respond_local(405, reason_phrase(405), "CONNECT is not supported");
+    return;
+  }
+  std::string_view target = head_.start();
+  if (target.empty() || target.front() != '/') {
+    // Absolute-form and asterisk-form targets: stickyd is not a forward proxy.
+    respond_local(400, reason_phrase(400), "request target must be origin-form");
+    return;
+  }
+  std::string cookies = head_.join("cookie", "; ");
+  route_ = server_.router().route(target, cookies, server_.now_ms());
+  if (route_.backend < 0) {
+    log::warn("no backend usable", {{"client", peer_ip_}});
+    respond_local(503, reason_phrase(503), "no backend available");
+    return;
+  }
+  server_.router().pin(route_, server_.now_ms());
+  pinned_ = route_.via == RouteVia::Table;
+  request_head_ = build_upstream_head();
+  early_body_.clear();
+  acquire_upstream(true);
+}
+
+std::string ClientConn::build_upstream_head() const {
+  std::string out;
+  out.reserve(head_.size() + 128);
+  out.append(llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(
+      const_cast<llhttp_t*>(&parser_)))));
+  out += ' ';
+  out.append(head_.start());
+  out.append(llhttp_get_http_minor(const_cast<llhttp_t*>(&parser_)) == 0 ? " HTTP/1.0\r\n"
+                                                                          : " HTTP/1.1\r\n");
+  std::string forwarded_for;
+  for (size_t i = 0; i < head_.count(); ++i) {
+    std::string_view n = head_.name(i);
+    if (head_.is_hop_by_hop(i)) continue;
+    if (iequals(n, "x-forwarded-for")) {
+      if (!forwarded_for.empty()) forwarded_for += ", ";
+      forwarded_for.append(head_.value(i));
+      continue;
+    }
+    if (iequals(n, "x-forwarded-proto")) continue;  // we say how the client reached us
+    append_field(out, n, head_.value(i));
+  }
+  if (!peer_ip_.empty()) {
+    if (!forwarded_for.empty()) forwarded_for += ", ";
+    forwarded_for += peer_ip_;
+  }
+  if (!forwarded_for.empty()) append_field(out, "X-Forwarded-For", forwarded_for);
+  append_field(out, "X-Forwarded-Proto", "http");
+  if (upgrade_requested_) {
+    append_field(out, "Connection", "Upgrade");
+    append_field(out, "Upgrade", head_.get("upgrade"));
+  }
+  out.append("\r\n");
+  return out;
+}
+
+void ClientConn::acquire_upstream(bool allow_reuse) {
+  bool reused = false;
+  upstream_ = server_.acquire_upstream(route_.backend, allow_reuse, reused);
+  upstream_->attach(this, head_request_);
+  if (reused) {
+    state_ = State::Forwarding;
+    upstream_connected();
+  } else {
+    state_ = State::Connecting;
+    upstream_->connect();
+  }
+}
+
+void ClientConn::upstream_connected() {
+  if (!upstream_) return;
+  state_ = State::Forwarding;
+  bool ok = upstream_->send(request_head_);
+  if (ok && !early_body_.empty()) ok = upstream_->send(early_body_);
+  std::string().swap(early_body_);
+  if (!ok) {
+    upstream_failed(UV_EPIPE, "write failed");
+    return;
+  }
+  upstream_->set_deadline(server_.config().timeouts.server);
+  update_reading();
+}
+
+void ClientConn::on_request_body(const char* p, size_t n) {
+  if (state_ == State::Connecting) {
+    early_body_.append(p, n);
+  } else if (upstream_) {
+    if (!upstream_->send(std::string_view(p, n))) abort("backend write failed");
+  }
+  update_reading();
+}
+
+void ClientConn::on_request_complete() {
+  request_done_ = true;
+  keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
+  update_reading();
+}
+
+// ---------------------------------------------------------------- backend events
+
+void ClientConn::upstream_connect_failed(int status) {
+  upstream_ = nullptr;
+  const std::string& name = server_.router().backend(route_.backend).config.name;
+  log::warn("backend connect failed", {{"backend", name}, {"error", uv_strerror(status)}});
+  respond_local(502, reason_phrase(502), "backend unavailable");
+}
+
+void ClientConn::upstream_head() {
+  if (!upstream_) return;
+  int st = upstream_->status();
+  if (st == 101) return;  // the tunnel starts in upstream_upgraded()
+  if (st >= 100 && st < 200) {
+    // Interim response: pass it on unless the client spoke HTTP/1.0, which cannot take it.
+    if (llhttp_get_http_minor(&parser_) >= 1) {
+      std::string out = "HTTP/1.1 " + std::to_string(st) + " ";
+      out.append(upstream_->head().start());
+      out.append("\r\n");
+      for (size_t i = 0; i < upstream_->head().count(); ++i)
+        if (!upstream_->head().is_hop_by_hop(i))
+          append_field(out, upstream_->head().name(i), upstream_->head().value(i));
+      out.append("\r\n");
+      send(out);
+    }
+    return;
+  }
+  status_ = st;
+  if (route_.handshake && st == 200 && !head_request_ &&
+      upstream_->head().get("content-encoding").empty()) {
+    // Read the small handshake body before sending anything: the Set-Cookie we may add
+    // goes in the head, and the head needs the sid from the body.
+    state_ = State::HoldingHandshake;
+    hold_raw_.clear();
+    hold_body_.clear();
+    return;
+  }
+  if (route_.handshake && st == 200) {
+    std::string set_cookie;
+    std::string_view from_cookie;
+    const HttpHead& h = upstream_->head();
+    for (size_t i = 0; i < h.count(); ++i) {
+      if (!iequals(h.name(i), "set-cookie")) continue;
+      auto pair = parse_set_cookie_pair(h.value(i));
+      if (pair && pair->name == server_.config().cookie.name) from_cookie = pair->value;
+    }
+    if (!from_cookie.empty()) learn_and_cookie(from_cookie, nullptr, &set_cookie);
+    if (from_cookie.empty())
+      log::warn("handshake sid not learnt", {{"reason", "compressed or bodiless response"}});
+  }
+  state_ = State::Responding;
+  write_response_head(nullptr);
+}
+
+void ClientConn::write_response_head(const std::string* set_cookie) {
+  const HttpHead& h = upstream_->head();
+  int st = upstream_->status();
+  bool upgrade = st == 101;
+  if (!upgrade && (!keep_alive_ || upstream_->response_needs_eof() ||
+                   llhttp_get_http_minor(&parser_) == 0))
+    close_after_response_ = true;
+  std::string out;
+  out.reserve(h.size() + 128);
+  out.append(upstream_->http_minor() == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  out.append(std::to_string(st));
+  out += ' ';
+  out.append(h.start());
+  out.append("\r\n");
+  for (size_t i = 0; i < h.count(); ++i)
+    if (!h.is_hop_by_hop(i)) append_field(out, h.name(i), h.value(i));
+  if (set_cookie && !set_cookie->empty()) append_field(out, "Set-Cookie", *set_cookie);
+  if (upgrade) {
+    append_field(out, "Connection", "Upgrade");
+    append_field(out, "Upgrade", h.get("upgrade"));
+  } else if (close_after_response_) {
+    append_field(out, "Connection", "close");
+  }
+  out.append("\r\n");
+  head_sent_ = true;
+  std::string().swap(request_head_);  // no retry once the client has seen a response
+  if (!send(out)) abort("client write failed");
+}
+
+void ClientConn::upstream_body(const char* raw, size_t n) {
+  if (state_ == State::HoldingHandshake) {
+    hold_raw_.append(raw, n);
+    if (hold_raw_.size() > server_.config().limits.max_handshake_body) {
+      // Not a handshake we can read: stop holding and stream it as it is.
+      log::warn("handshake response too large to learn the sid",
+                {{"backend", server_.router().backend(route_.backend).config.name}});
+      state_ = State::Responding;
+      write_response_head(nullptr);
+      if (state_ == State::Closing) return;
+      std::string held;
+      held.swap(hold_raw_);
+      std::string().swap(hold_body_);
+      bytes_to_client_ += held.size();
+      if (!send(held)) abort("client write failed");
+    }
+    return;
+  }
+  if (state_ != State::Responding) return;
+  bytes_to_client_ += n;
+  if (!send(std::string_view(raw, n))) {
+    abort("client write failed");
+    return;
+  }
+  if (write_backlogged() && upstream_) upstream_->stop_reading();
+}
+
+void ClientConn::upstream_decoded(const char* data, size_t n) {
+  if (state_ == State::HoldingHandshake && hold_body_.size() < server_.config().limits.max_handshake_body)
+    hold_body_.append(data, n);
+}
+
+void ClientConn::learn_and_cookie(std::string_view sid_from_cookie, const OpenPacket* open,
+                                  std::string* set_cookie) {
+  const CookieConfig& cc = server_.config().cookie;
+  std::string_view sid = !sid_from_cookie.empty() ? sid_from_cookie
+                         : open                   ? std::string_view(open->sid)
+                                                  : std::string_view();
+  if (sid.empty()) {
+    log::warn("handshake sid not found",
+              {{"backend", server_.router().backend(route_.backend).config.name}});
+    return;
+  }
+  server_.router().learn(sid, route_.backend, open, server_.now_ms());
+  log::debug("sid learnt", {{"sid", sid},
+                            {"backend", server_.router().backend(route_.backend).config.name},
+                            {"from", sid_from_cookie.empty() ? "open-packet" : "set-cookie"}});
+  if (!cc.inject || !sid_from_cookie.empty() || !set_cookie) return;
+  if (!is_reflectable_sid(sid)) {
+    log::warn("sid not reflected into a cookie: unsafe characters", {{"sid", sid}});
+    return;
+  }
+  if (std::optional<std::string> v = serialize_set_cookie(cc, sid)) *set_cookie = std::move(*v);
+}
+
+void ClientConn::finish_handshake_hold() {
+  const HttpHead& h = upstream_->head();
+  std::string_view from_cookie;
+  for (size_t i = 0; i < h.count(); ++i) {
+    if (!iequals(h.name(i), "set-cookie")) continue;
+    auto pair = parse_set_cookie_pair(h.value(i));
+    if (pair && pair->name == server_.config().cookie.name) from_cookie = pair->value;
+  }
+  std::optional<OpenPacket> open = parse_open_packet(hold_body_);
+  if (!open)
+    log::warn("handshake without a readable open packet",
+              {{"backend", server_.router().backend(route_.backend).config.name},
+               {"body", hold_body_}});
+  std::string set_cookie;
+  learn_and_cookie(from_cookie, open ? &*open : nullptr, &set_cookie);
+  state_ = State::Responding;
+  write_response_head(&set_cookie);
+  if (state_ == State::Closing) return;
+  std::string held;
+  held.swap(hold_raw_);
+  std::string().swap(hold_body_);
+  bytes_to_client_ += held.size();
+  if (!send(held)) abort("client write failed");
+}
+
+void ClientConn::upstream_complete() {
+  if (!upstream_) return;
+  if (state_ == State::HoldingHandshake) {
+    finish_handshake_hold();
+    if (state_ == State::Closing) return;
+  } else if (!head_sent_) {
+    write_response_head(nullptr);  // e.g. a response with no body bytes at all
+    if (state_ == State::Closing) return;
+  }
+  release_upstream(request_done_);
+  if (request_done_) {
+    finish_exchange();
+    return;
+  }
+  // The backend answered before the request body ended: the rest of the body has nowhere
+  // to go, so this connection ends with this response.
+  log_exchange("early-response");
+  if (pinned_) {
+    server_.router().unpin(route_, server_.now_ms());
+    pinned_ = false;
+  }
+  close_gracefully();
+}
+
+void ClientConn::release_upstream(bool keep) {
+  if (!upstream_) return;
+  UpstreamConn* u = upstream_;
+  upstream_ = nullptr;
+  u->stop_reading();
+  if (keep && u->reusable()) {
+    server_.park_upstream(u);
+  } else {
+    u->detach();
+    u->close();
+  }
+}
+
+void ClientConn::finish_exchange() {
+  if (pinned_) {
+    server_.router().unpin(route_, server_.now_ms());
+    pinned_ = false;
+  }
+  log_exchange("done");
+  state_ = State::Idle;
+  request_done_ = false;
+  pause_ = Pause::None;
+  if (close_after_response_ || !keep_alive_) {
+    close_gracefully();
+    return;
+  }
+  head_.release();  // an idle connection keeps no buffers
+  set_deadline(server_.config().timeouts.client);
+  seen_bytes_ = false;
+  if (upgrade_requested_) llhttp_resume_after_upgrade(&parser_);  // it was refused
+  else llhttp_resume(&parser_);
+  upgrade_requested_ = false;
+  if (!pending_.empty()) {
+    std::string next;
+    next.swap(pending_);
+    seen_bytes_ = true;
+    execute(next.data(), next.size());
+  }
+  update_reading();
+}
+
+void ClientConn::upstream_upgraded(const char* rest, size_t n) {
+  if (!upstream_) return;
+  if (!upgrade_requested_) {
+    upstream_failed(UV_EPROTO, "101 without an upgrade request");
+    return;
+  }
+  status_ = 101;
+  if (route_.handshake) {
+    // Websocket-first handshake: with `cookie: true` the backend puts the sid in the 101.
+    const HttpHead& h = upstream_->head();
+    for (size_t i = 0; i < h.count(); ++i) {
+      if (!iequals(h.name(i), "set-cookie")) continue;
+      auto pair = parse_set_cookie_pair(h.value(i));
+      if (pair && pair->name == server_.config().cookie.name) {
+        route_.key = std::string(pair->value);
+        learn_and_cookie(pair->value, nullptr, nullptr);
+        route_.via = RouteVia::Table;
+        pinned_ = server_.router().table().pin(route_.key, server_.now_ms());
+      }
+    }
+  }
+  write_response_head(nullptr);
+  if (state_ == State::Closing) return;
+  start_tunnel(rest, n);
+}
+
+void ClientConn::start_tunnel(const char* rest, size_t n) {
+  state_ = State::Tunnel;
+  log_exchange("tunnel");
+  head_.release();
+  upstream_->begin_tunnel(this);
+  set_deadline(server_.config().timeouts.tunnel);
+  if (n && !send(std::string_view(rest, n))) {
+    abort("client write failed");
+    return;
+  }
+  if (!pending_.empty()) {
+    std::string early;
+    early.swap(pending_);
+    if (!upstream_->send(early)) {
+      abort("backend write failed");
+      return;
+    }
+  }
+  std::string().swap(pending_);
+  update_reading();
+}
+
+void ClientConn::upstream_failed(int status, const char* what) {
+  UpstreamConn* u = upstream_;
+  upstream_ = nullptr;
+  if (u) {
+    u->detach();
+    u->close();
+  }
+  if (state_ == State::Tunnel) {
+    abort("backend closed the tunnel");
+    return;
+  }
+  // A parked connection the backend closed just as we reused it: replay a bodyless request
+  // once on a fresh connection. Nothing reached the client and nothing can run twice.
+  bool bodyless = parser_.content_length == 0 && !(parser_.flags & F_CHUNKED);
+  if (!head_sent_ && u && u->reused() && !retried_ && request_done_ && bodyless &&
+      state_ != State::HoldingHandshake) {
+    retried_ = true;
+    log::debug("retrying on a fresh backend connection", {{"error", what}});
+    acquire_upstream(false);
+    return;
+  }
+  const std::string& name = server_.router().backend(route_.backend).config.name;
+  if (!head_sent_ && state_ != State::Closing) {
+    log::warn("backend failed before responding",
+              {{"backend", name}, {"error", what}, {"status", uv_err_name(status)}});
+    respond_local(502, reason_phrase(502), "backend closed the connection");
+    return;
+  }
+  log::warn("backend failed mid-response", {{"backend", name}, {"error", what}});
+  abort("backend failed mid-response");
+}
+
+void ClientConn::upstream_timeout() {
+  upstream_ = nullptr;
+  const std::string& name = server_.router().backend(route_.backend).config.name;
+  if (state_ == State::Tunnel) {
+    abort("tunnel timeout");
+    return;
+  }
+  if (!head_sent_) {
+    log::warn("backend timeout", {{"backend", name}});
+    respond_local(504, reason_phrase(504), "backend timeout");
+    return;
+  }
+  log::warn("backend timeout mid-response", {{"backend", name}});
+  abort("backend timeout mid-response");
+}
+
+void ClientConn::upstream_drained() {
+  update_reading();
+}
+
+void ClientConn::upstream_tunnel_data(const char* data, size_t n) {
+  set_deadline(server_.config().timeouts.tunnel);
+  if (!send(std::string_view(data, n))) {
+    abort("client write failed");
+    return;
+  }
+  if (write_backlogged() && upstream_) upstream_->stop_reading();
+}
+
+void ClientConn::upstream_tunnel_eof() {
+  upstream_eof_ = true;
+  if (client_eof_) {
+    abort(nullptr);
+    return;
+  }
+  shutdown_write();  // propagate the half-close; the client may still send
+}
+
+// ---------------------------------------------------------------- local answers and ends
+
+void ClientConn::respond_local(int status, std::string_view reason, std::string_view detail) {
+  status_ = status;
+  if (head_sent_ || state_ == State::Closing) {
+    abort(nullptr);
+    return;
+  }
+  release_upstream(false);
+  std::string body(detail);
+  body += '\n';
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
+  out.append(reason);
+  out.append("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+  out.append(std::to_string(body.size()));
+  // Error answers end the connection: the rest of the request (or the next ones) cannot be
+  // trusted to be in sync.
+  out.append("\r\nConnection: close\r\n\r\n");
+  out.append(body);
+  head_sent_ = true;
+  bytes_to_client_ = body.size();
+  send(out);
+  if (pinned_) {
+    server_.router().unpin(route_, server_.now_ms());
+    pinned_ = false;
+  }
+  log_exchange("local");
+  close_gracefully();
+}
+
+void ClientConn::close_gracefully() {
+  // Half-close after the queued response, then read and discard until the client's EOF:
+  // closing with unread input would make the kernel send RST, and the client could lose
+  // the response it has not read yet (nginx's lingering close). Bounded by a deadline.
+  state_ = State::Closing;
+  release_upstream(false);
+  shutdown_write();
+  set_deadline(Millis(2000));
+  if (client_eof_) {
+    if (queued_bytes() == 0) close();
+    return;
+  }
+  start_reading();
+}
+
+void ClientConn::abort(const char* why) {
+  if (why) log::debug("connection aborted", {{"client", peer_ip_}, {"why", why}});
+  if (pinned_) {
+    server_.router().unpin(route_, server_.now_ms());
+    pinned_ = false;
+  }
+  release_upstream(false);
+  state_ = State::Closing;
+  close();
+}
+
+void ClientConn::update_reading() {
+  if (state_ == State::Closing) return;  // lingering: reads are drained and discarded
+  if (client_eof_) {
+    stop_reading();
+    return;
+  }
+  bool want;
+  if (state_ == State::Tunnel) {
+    want = !(upstream_ && upstream_->write_backlogged());
+    if (upstream_ && !write_backlogged()) upstream_->start_reading();
+  } else {
+    want = pending_.size() <= kHighWater && early_body_.size() <= kHighWater &&
+           !(upstream_ && upstream_->write_backlogged()) && !write_backlogged();
+    if (upstream_ && upstream_->connected() && !write_backlogged()) upstream_->start_reading();
+  }
+  if (want) start_reading(); else stop_reading();
+}
+
+void ClientConn::log_exchange(const char* outcome) {
+  if (!log::enabled(LogLevel::Debug)) return;
+  std::string backend =
+      route_.backend >= 0 ? server_.router().backend(route_.backend).config.name : "-";
+  log::debug("request", {{"client", peer_ip_},
+                         {"target", head_.start()},
+                         {"status", status_},
+                         {"backend", backend},
+                         {"sid", route_.key},
+                         {"key", to_string(route_.source)},
+                         {"via", to_string(route_.via)},
+                         {"bytes", bytes_to_client_},
+                         {"ms", server_.now_ms() - started_ms_},
+                         {"outcome", outcome}});
+}
+
+// ---------------------------------------------------------------- socket events
+
+void ClientConn::on_eof() {
+  client_eof_ = true;
+  stop_reading();
+  if (state_ == State::Tunnel) {
+    if (upstream_eof_) {
+      abort(nullptr);
+      return;
+    }
+    if (upstream_) upstream_->shutdown_write();  // half-close travels on
+    return;
+  }
+  if (state_ == State::Idle && pending_.empty()) {
+    close();
+    state_ = State::Closing;
+    return;
+  }
+  if (state_ == State::Closing) {
+    close();
+    return;
+  }
+  // The client went away mid-exchange (e.g. during a held poll): release the backend
+  // connection now instead of waiting for the response nobody will read.
+  abort("client closed mid-exchange");
+}
+
+void ClientConn::on_read_error(int status) {
+  (void)status;
+  abort("client read error");
+}
+
+void ClientConn::on_write_error(int status) {
+  (void)status;
+  abort("client write error");
+}
+
+void ClientConn::on_drained() {
+  if (state_ == State::Closing) {
+    if (client_eof_) close();
+    return;
+  }
+  update_reading();
+}
+
+void ClientConn::on_deadline() {
+  switch (state_) {
+    case State::Idle:
+      if (!seen_bytes_ && pending_.empty()) {
+        abort(nullptr);  // keep-alive idle timeout: close silently
+        return;
+      }
+      [[fallthrough]];
+    case State::RequestHead:
+      log::warn("client timeout", {{"client", peer_ip_}});
+      respond_local(408, reason_phrase(408), "request timeout");
+      return;
+    case State::Tunnel:
+      log::info("tunnel idle timeout", {{"client", peer_ip_}, {"sid", route_.key}});
+      abort(nullptr);
+      return;
+    case State::Closing:
+      close();
+      return;
+    default:
+      // Waiting on the backend or streaming a request body: a silent client mid-body.
+      if (!request_done_) {
+        log::warn("client timeout mid-body", {{"client", peer_ip_}});
+        abort(nullptr);
+      }
+      return;
+  }
+}
+
+void ClientConn::on_closed() {
+  if (pinned_) {
+    server_.router().unpin(route_, server_.now_ms());
+    pinned_ = false;
+  }
+  if (upstream_) {
+    UpstreamConn* u = upstream_;
+    upstream_ = nullptr;
+    u->detach();
+    u->close();
+  }
+  server_.destroy(this);
+}
+
+}  // namespace stickyd

@@ -1,0 +1,95 @@
+#include "stickyd/log.hpp"
+
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace stickyd::log {
+namespace {
+LogLevel g_level = LogLevel::Info;
+
+const char* level_name(LogLevel l) {
+  switch (l) {
+    case LogLevel::Debug: return "debug";
+    case LogLevel::Info: return "info";
+    case LogLevel::Warn: return "warn";
+    case LogLevel::Error: return "error";
+  }
+  return "?";
+}
+
+bool needs_quotes(std::string_view v) {
+  if (v.empty()) return true;
+  for (unsigned char c : v)
+    if (c <= ' ' || c == '"' || c == '=' || c >= 0x7f) return true;
+  return false;
+}
+}  // namespace
+
+void set_level(LogLevel level) { g_level = level; }
+bool enabled(LogLevel level) { return static_cast<int>(level) >= static_cast<int>(g_level); }
+
+std::string escape(std::string_view raw, size_t max) {
+  std::string out;
+  size_t n = raw.size() < max ? raw.size() : max;
+  out.reserve(n + 8);
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(raw[i]);
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c >= 0x7f) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (raw.size() > n) out += "...";
+  return out;
+}
+
+void write(LogLevel level, std::string_view event, std::initializer_list<Field> fields) {
+  if (!enabled(level)) return;
+  timeval tv;
+  gettimeofday(&tv, nullptr);
+  tm t;
+  gmtime_r(&tv.tv_sec, &t);
+  char ts[40];
+  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900, t.tm_mon + 1,
+           t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(tv.tv_usec / 1000));
+  std::string line;
+  line.reserve(128);
+  line += ts;
+  line += ' ';
+  line += level_name(level);
+  line += ' ';
+  line += escape(event, 128);
+  for (const Field& f : fields) {
+    line += ' ';
+    line += f.key;
+    line += '=';
+    std::string v = escape(f.value, 512);
+    if (needs_quotes(f.value)) {
+      line += '"';
+      line += v;
+      line += '"';
+    } else {
+      line += v;
+    }
+  }
+  line += '\n';
+  // One write(2) per line so lines from concurrent writers never interleave.
+  ssize_t off = 0;
+  while (off < static_cast<ssize_t>(line.size())) {
+    ssize_t w = ::write(2, line.data() + off, line.size() - off);
+    if (w <= 0) break;
+    off += w;
+  }
+}
+
+}  // namespace stickyd::log
