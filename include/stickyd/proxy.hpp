@@ -43,7 +43,7 @@ class UpstreamConn final : public Socket {
   bool reusable() const;                           // clean end of a keep-alive response
   void park(Millis idle_timeout);                  // into the pool: only watch for close
   void begin_tunnel(ClientConn* client);           // raw bytes both ways from now on
-  void resume_parsing_after_interim();
+  void release_head();  // the response head has been forwarded (tunnels keep no buffers)
 
   const HttpHead& head() const { return head_; }
   int status() const { return llhttp_get_status_code(const_cast<llhttp_t*>(&parser_)); }
@@ -118,6 +118,7 @@ class ClientConn final : public Socket {
     Forwarding,        // request sent or streaming; no response byte sent to the client yet
     HoldingHandshake,  // reading a small handshake response to learn its sid
     Responding,        // streaming the response to the client
+    HoldingUpgrade,    // 101 of a websocket-first handshake held until the open packet
     Tunnel,            // websocket: bytes copied both ways
     Closing,
   };
@@ -151,7 +152,10 @@ class ClientConn final : public Socket {
   void learn_and_cookie(std::string_view sid_from_cookie, const OpenPacket* open,
                         std::string* set_cookie);
   void finish_exchange();
-  void start_tunnel(const char* rest, size_t n);
+  void finish_upgrade_hold(bool give_up);
+  void pin_learnt(std::string_view sid);
+  std::string_view session_cookie_in(const HttpHead& h) const;
+  void start_tunnel(std::string_view from_backend);
   void respond_local(int status, std::string_view reason, std::string_view detail);
   void release_upstream(bool keep);
   void abort(const char* why);

@@ -13,6 +13,7 @@
 #include "stickyd/cookie.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
+#include "stickyd/ws_frame.hpp"
 
 namespace stickyd {
 
@@ -211,12 +212,14 @@ void ClientConn::on_request_head() {
   head_request_ = method == HTTP_HEAD;
   upgrade_requested_ = llhttp_get_upgrade(&parser_) != 0;
   if (method == HTTP_CONNECT) {
+    log::warn("CONNECT refused", {{"client", peer_ip_}});
     respond_local(405, reason_phrase(405), "CONNECT is not supported");
     return;
   }
   std::string_view target = head_.start();
   if (target.empty() || target.front() != '/') {
     // Absolute-form and asterisk-form targets: stickyd is not a forward proxy.
+    log::warn("request target not origin-form", {{"client", peer_ip_}, {"target", target}});
     respond_local(400, reason_phrase(400), "request target must be origin-form");
     return;
   }
@@ -297,6 +300,7 @@ void ClientConn::upstream_connected() {
 }
 
 void ClientConn::on_request_body(const char* p, size_t n) {
+  set_deadline(server_.config().timeouts.client);  // a client silent mid-body times out
   if (state_ == State::Connecting) {
     early_body_.append(p, n);
   } else if (upstream_) {
@@ -308,6 +312,7 @@ void ClientConn::on_request_body(const char* p, size_t n) {
 void ClientConn::on_request_complete() {
   request_done_ = true;
   keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
+  clear_deadline();  // from here the backend's timeout applies
   update_reading();
 }
 
@@ -349,16 +354,9 @@ void ClientConn::upstream_head() {
     return;
   }
   if (route_.handshake && st == 200) {
-    std::string set_cookie;
-    std::string_view from_cookie;
-    const HttpHead& h = upstream_->head();
-    for (size_t i = 0; i < h.count(); ++i) {
-      if (!iequals(h.name(i), "set-cookie")) continue;
-      auto pair = parse_set_cookie_pair(h.value(i));
-      if (pair && pair->name == server_.config().cookie.name) from_cookie = pair->value;
-    }
-    if (!from_cookie.empty()) learn_and_cookie(from_cookie, nullptr, &set_cookie);
-    if (from_cookie.empty())
+    std::string_view from_cookie = session_cookie_in(upstream_->head());
+    if (!from_cookie.empty()) learn_and_cookie(from_cookie, nullptr, nullptr);
+    else
       log::warn("handshake sid not learnt", {{"reason", "compressed or bodiless response"}});
   }
   state_ = State::Responding;
@@ -450,13 +448,7 @@ void ClientConn::learn_and_cookie(std::string_view sid_from_cookie, const OpenPa
 }
 
 void ClientConn::finish_handshake_hold() {
-  const HttpHead& h = upstream_->head();
-  std::string_view from_cookie;
-  for (size_t i = 0; i < h.count(); ++i) {
-    if (!iequals(h.name(i), "set-cookie")) continue;
-    auto pair = parse_set_cookie_pair(h.value(i));
-    if (pair && pair->name == server_.config().cookie.name) from_cookie = pair->value;
-  }
+  std::string_view from_cookie = session_cookie_in(upstream_->head());
   std::optional<OpenPacket> open = parse_open_packet(hold_body_);
   if (!open)
     log::warn("handshake without a readable open packet",
@@ -546,32 +538,71 @@ void ClientConn::upstream_upgraded(const char* rest, size_t n) {
     return;
   }
   status_ = 101;
+  upstream_->begin_tunnel(this);
   if (route_.handshake) {
-    // Websocket-first handshake: with `cookie: true` the backend puts the sid in the 101.
-    const HttpHead& h = upstream_->head();
-    for (size_t i = 0; i < h.count(); ++i) {
-      if (!iequals(h.name(i), "set-cookie")) continue;
-      auto pair = parse_set_cookie_pair(h.value(i));
-      if (pair && pair->name == server_.config().cookie.name) {
-        route_.key = std::string(pair->value);
-        learn_and_cookie(pair->value, nullptr, nullptr);
-        route_.via = RouteVia::Table;
-        pinned_ = server_.router().table().pin(route_.key, server_.now_ms());
-      }
+    // Websocket-first handshake. With `cookie: true` the backend names the sid in its 101;
+    // otherwise the sid is in the open packet, the first frame after the 101. Hold the 101
+    // until that frame arrives so the sid is learnt and the cookie can still be added.
+    std::string_view from_cookie = session_cookie_in(upstream_->head());
+    if (from_cookie.empty()) {
+      state_ = State::HoldingUpgrade;
+      hold_raw_.assign(rest, n);
+      set_deadline(server_.config().timeouts.server);
+      finish_upgrade_hold(false);
+      return;
     }
+    learn_and_cookie(from_cookie, nullptr, nullptr);
+    pin_learnt(from_cookie);
   }
   write_response_head(nullptr);
   if (state_ == State::Closing) return;
-  start_tunnel(rest, n);
+  start_tunnel(std::string_view(rest, n));
 }
 
-void ClientConn::start_tunnel(const char* rest, size_t n) {
+void ClientConn::finish_upgrade_hold(bool give_up) {
+  size_t max = server_.config().limits.max_handshake_body;
+  WsFrameScan scan = scan_first_ws_frame(hold_raw_, max);
+  if (scan.status == WsFrameScan::NeedMore && hold_raw_.size() <= max && !give_up) return;
+  std::string set_cookie;
+  std::optional<OpenPacket> open;
+  if (scan.status == WsFrameScan::Text) open = parse_open_packet_ws(scan.payload);
+  if (open) {
+    learn_and_cookie({}, &*open, &set_cookie);
+    pin_learnt(open->sid);
+  } else {
+    log::warn("websocket handshake without a readable open packet",
+              {{"backend", server_.router().backend(route_.backend).config.name}});
+  }
+  write_response_head(&set_cookie);
+  if (state_ == State::Closing) return;
+  std::string held;
+  held.swap(hold_raw_);
+  start_tunnel(held);
+}
+
+void ClientConn::pin_learnt(std::string_view sid) {
+  route_.key = std::string(sid);
+  route_.via = RouteVia::Table;
+  pinned_ = server_.router().table().pin(route_.key, server_.now_ms());
+}
+
+std::string_view ClientConn::session_cookie_in(const HttpHead& h) const {
+  std::string_view found;
+  for (size_t i = 0; i < h.count(); ++i) {
+    if (!iequals(h.name(i), "set-cookie")) continue;
+    auto pair = parse_set_cookie_pair(h.value(i));
+    if (pair && pair->name == server_.config().cookie.name) found = pair->value;
+  }
+  return found;
+}
+
+void ClientConn::start_tunnel(std::string_view from_backend) {
   state_ = State::Tunnel;
   log_exchange("tunnel");
   head_.release();
-  upstream_->begin_tunnel(this);
+  upstream_->release_head();
   set_deadline(server_.config().timeouts.tunnel);
-  if (n && !send(std::string_view(rest, n))) {
+  if (!from_backend.empty() && !send(from_backend)) {
     abort("client write failed");
     return;
   }
@@ -640,6 +671,11 @@ void ClientConn::upstream_drained() {
 }
 
 void ClientConn::upstream_tunnel_data(const char* data, size_t n) {
+  if (state_ == State::HoldingUpgrade) {
+    hold_raw_.append(data, n);
+    finish_upgrade_hold(false);
+    return;
+  }
   set_deadline(server_.config().timeouts.tunnel);
   if (!send(std::string_view(data, n))) {
     abort("client write failed");
@@ -650,6 +686,7 @@ void ClientConn::upstream_tunnel_data(const char* data, size_t n) {
 
 void ClientConn::upstream_tunnel_eof() {
   upstream_eof_ = true;
+  if (state_ == State::HoldingUpgrade) finish_upgrade_hold(true);  // pass on what came
   if (client_eof_) {
     abort(nullptr);
     return;
@@ -804,6 +841,10 @@ void ClientConn::on_deadline() {
       log::warn("client timeout", {{"client", peer_ip_}});
       respond_local(408, reason_phrase(408), "request timeout");
       return;
+    case State::HoldingUpgrade:
+      log::warn("no open packet after 101", {{"client", peer_ip_}});
+      finish_upgrade_hold(true);
+      return;
     case State::Tunnel:
       log::info("tunnel idle timeout", {{"client", peer_ip_}, {"sid", route_.key}});
       abort(nullptr);
@@ -815,7 +856,8 @@ void ClientConn::on_deadline() {
       // Waiting on the backend or streaming a request body: a silent client mid-body.
       if (!request_done_) {
         log::warn("client timeout mid-body", {{"client", peer_ip_}});
-        abort(nullptr);
+        if (head_sent_) abort(nullptr);
+        else respond_local(408, reason_phrase(408), "request timeout");
       }
       return;
   }

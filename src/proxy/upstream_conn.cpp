@@ -90,12 +90,11 @@ void UpstreamConn::park(Millis idle_timeout) {
 void UpstreamConn::begin_tunnel(ClientConn* client) {
   client_ = client;
   tunnel_ = true;
-  head_.release();
   clear_deadline();  // the client side runs the tunnel's idle timer
   start_reading();
 }
 
-void UpstreamConn::resume_parsing_after_interim() {}
+void UpstreamConn::release_head() { head_.release(); }
 
 void UpstreamConn::on_read(const char* data, size_t len) {
   if (tunnel_) {

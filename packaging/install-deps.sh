@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything stickyd needs on a fresh Debian machine.
+#   packaging/install-deps.sh           build dependencies (Debian packages)
+#   packaging/install-deps.sh --tests   also the test cluster's npm packages (npm ci)
+# Packages already present are not reinstalled; apt-get runs only when something is missing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+
+packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev doctest-dev
+          node-llhttp openssl curl)
+with_tests=0
+for a in "$@"; do
+  case "$a" in
+    --tests) with_tests=1 ;;
+    *) echo "install-deps: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+
+sudo_cmd=()
+if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -q
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$with_tests" = 1 ]; then
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "install-deps: the tests need Node.js (>= 18) and npm on PATH" >&2
+    exit 1
+  fi
+  # Reproducible: exactly the versions in package-lock.json.
+  (cd "$top/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+fi
