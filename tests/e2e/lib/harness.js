@@ -1,0 +1,1001 @@
+'use strict';
+// Harness for the stickyd end-to-end tests: Socket.IO nodes, the stickyd process, raw HTTP
+// helpers and the checks shared by every scenario. Everything binds and connects to
+// 127.0.0.1 only. Every wait is on an event (a stdout/stderr line, 'exit', a socket event)
+// and every wait is bounded by a timeout, so a hang fails a test instead of hanging CI.
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const http = require('node:http');
+const net = require('node:net');
+const assert = require('node:assert/strict');
+
+const E2E_DIR = path.resolve(__dirname, '..');
+const REPO_DIR = path.resolve(E2E_DIR, '..', '..');
+const NODE_SCRIPT = path.join(E2E_DIR, 'node.js');
+const LOG_DIR = path.join(E2E_DIR, '.tmp', 'logs');
+const HOST = '127.0.0.1';
+
+const STICKYD_BIN = process.env.STICKYD_BIN || path.join(REPO_DIR, 'build', 'stickyd');
+
+// Bounds (ms). E2E_TIME_SCALE stretches all of them on a very slow machine.
+const SCALE = Number(process.env.E2E_TIME_SCALE || 1) || 1;
+const T = {
+  nodeReady: 15000 * SCALE,
+  proxyReady: 15000 * SCALE,
+  stop: 5000 * SCALE,
+  kill: 5000 * SCALE,
+  http: 10000 * SCALE,
+  connect: 15000 * SCALE,
+  ack: 10000 * SCALE,
+  heartbeat: 10000 * SCALE,
+  close: 5000 * SCALE,
+};
+
+// Workload size: at least 30 clients x 10 acked messages, 50-150 ms apart.
+const WORKLOAD = {
+  clients: Number(process.env.E2E_CLIENTS || 30),
+  messages: Number(process.env.E2E_MESSAGES || 10),
+  gapMin: 50,
+  gapMax: 150,
+};
+
+// ---------------------------------------------------------------------------------------
+// Small async utilities
+
+class TimeoutError extends Error {}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// Pacing between a client's messages ("spread over time"); never used to wait for a state.
+function pace(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// A shuffled copy: request orders that cannot line up with a round-robin balancer by chance.
+function shuffled(array) {
+  const a = array.slice();
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+function randomBetween(min, max) {
+  return min + Math.floor(Math.random() * (max - min + 1));
+}
+
+// Resolves on `event` of `emitter`, rejects on any of `failEvents` or after `ms`.
+function once(emitter, event, ms, what, failEvents = []) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const cleanup = () => {
+        emitter.off(event, onEvent);
+        for (const f of failEvents) emitter.off(f, onFail[f]);
+      };
+      const onEvent = (...a) => {
+        cleanup();
+        resolve(a.length <= 1 ? a[0] : a);
+      };
+      const onFail = {};
+      for (const f of failEvents) {
+        onFail[f] = (err) => {
+          cleanup();
+          reject(new Error(`${what}: got '${f}' (${err && err.message ? err.message : err}) while waiting for '${event}'`));
+        };
+        emitter.on(f, onFail[f]);
+      }
+      emitter.on(event, onEvent);
+    }),
+    ms,
+    what,
+  );
+}
+
+// Collects a stream into lines, calls onLine for each, keeps everything for diagnostics.
+function lineCollector(stream, onLine) {
+  const lines = [];
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    partial += chunk;
+    let i;
+    while ((i = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, i).replace(/\r$/, '');
+      partial = partial.slice(i + 1);
+      lines.push(line);
+      if (onLine) onLine(line);
+    }
+  });
+  stream.on('end', () => {
+    if (partial) {
+      lines.push(partial);
+      if (onLine) onLine(partial);
+      partial = '';
+    }
+  });
+  return lines;
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+
+const liveChildren = new Set();
+process.on('exit', () => {
+  // Last resort when a test file dies: leave nothing running.
+  for (const child of liveChildren) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+function trackChild(child) {
+  liveChildren.add(child);
+  child.exitInfo = null;
+  child.exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      child.exitInfo = { code, signal };
+      liveChildren.delete(child);
+      resolve(child.exitInfo);
+    });
+    child.on('error', (err) => {
+      // spawn failure: there is no 'exit' in some cases.
+      if (!child.exitInfo) {
+        child.exitInfo = { code: null, signal: null, error: err };
+        liveChildren.delete(child);
+        resolve(child.exitInfo);
+      }
+    });
+  });
+  return child;
+}
+
+// SIGTERM, await exit for T.stop, then SIGKILL and await exit for T.kill.
+async function stopChild(child) {
+  if (!child || child.exitInfo) return { ...(child && child.exitInfo), forced: false };
+  child.kill('SIGTERM');
+  try {
+    const info = await withTimeout(child.exited, T.stop, `pid ${child.pid} to exit on SIGTERM`);
+    return { ...info, forced: false };
+  } catch {
+    child.kill('SIGKILL');
+    const info = await withTimeout(child.exited, T.kill, `pid ${child.pid} to exit on SIGKILL`);
+    return { ...info, forced: true };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Socket.IO nodes
+
+async function startNode(name, { cookie = false } = {}) {
+  const argv = [NODE_SCRIPT, '--name', name, '--port', '0', '--exit-with-stdin'];
+  if (cookie) argv.push('--cookie');
+  const child = trackChild(
+    spawn(process.execPath, argv, { cwd: E2E_DIR, stdio: ['pipe', 'pipe', 'pipe'] }),
+  );
+  let onReady;
+  const ready = new Promise((resolve) => (onReady = resolve));
+  const stdout = lineCollector(child.stdout, (line) => {
+    const m = /^READY (\d+)$/.exec(line);
+    if (m) onReady(Number(m[1]));
+  });
+  const stderr = lineCollector(child.stderr);
+  const node = { name, child, stdout, stderr, port: null, cookie };
+  const died = child.exited.then((info) => {
+    throw new Error(`node ${name} exited before READY: ${JSON.stringify(info)}\n${stderr.join('\n')}`);
+  });
+  try {
+    node.port = await withTimeout(Promise.race([ready, died]), T.nodeReady, `node ${name} READY`);
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  }
+  died.catch(() => {});
+  node.address = `${HOST}:${node.port}`;
+  node.stats = () => getJson(node.port, '/stats');
+  return node;
+}
+
+class Cluster {
+  constructor(nodes) {
+    this.nodes = nodes;
+  }
+
+  byName(name) {
+    const n = this.nodes.find((x) => x.name === name);
+    assert.ok(n, `no node called ${name}`);
+    return n;
+  }
+
+  async stats() {
+    const all = await Promise.all(this.nodes.map((n) => n.stats()));
+    const out = {};
+    for (const s of all) out[s.node] = s;
+    return out;
+  }
+
+  // Name of the node that created `sid` (asked directly, not through the proxy).
+  async ownerOf(sid) {
+    const owners = await this.owners([sid]);
+    return owners.get(sid);
+  }
+
+  async owners(sids) {
+    const stats = await this.stats();
+    const out = new Map();
+    for (const sid of sids) {
+      const names = Object.values(stats)
+        .filter((s) => s.sids.includes(sid))
+        .map((s) => s.node);
+      assert.ok(names.length <= 1, `sid ${sid} created by several nodes: ${names}`);
+      out.set(sid, names[0]);
+    }
+    return out;
+  }
+
+  async stop() {
+    await Promise.all(this.nodes.map((n) => stopChild(n.child)));
+  }
+}
+
+async function startCluster({ cookie = false, names = ['n1', 'n2', 'n3'] } = {}) {
+  const started = await Promise.allSettled(names.map((name) => startNode(name, { cookie })));
+  const ok = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+  const bad = started.find((r) => r.status === 'rejected');
+  if (bad) {
+    await Promise.all(ok.map((n) => stopChild(n.child)));
+    throw bad.reason;
+  }
+  return new Cluster(ok);
+}
+
+// ---------------------------------------------------------------------------------------
+// stickyd
+
+function yamlString(s) {
+  return JSON.stringify(String(s)); // a JSON string is a valid YAML double-quoted scalar
+}
+
+function cookieYaml(cookie) {
+  if (cookie === undefined || cookie === false) return 'false';
+  if (cookie === true) return 'true';
+  const parts = [];
+  for (const [k, v] of Object.entries(cookie)) {
+    parts.push(`${k}: ${typeof v === 'string' ? yamlString(v) : JSON.stringify(v)}`);
+  }
+  return `{${parts.join(', ')}}`;
+}
+
+function stickydConfig({ backends, cookie = false, path: enginePath = '/socket.io/', timeouts }) {
+  const t = { connect: '5s', client: '60s', server: '60s', tunnel: '1h', ...(timeouts || {}) };
+  return [
+    'listen: 127.0.0.1:0',
+    'backends:',
+    ...backends.map((b) => `  - {name: ${b.name}, address: ${yamlString(b.address)}}`),
+    `path: ${yamlString(enginePath)}`,
+    `cookie: ${cookieYaml(cookie)}`,
+    `timeouts: {connect: ${t.connect}, client: ${t.client}, server: ${t.server}, tunnel: ${t.tunnel}}`,
+    '',
+  ].join('\n');
+}
+
+const LISTENING_RE = /\blistening\b.*\baddress=127\.0\.0\.1:(\d+)\b/;
+
+async function startStickyd({ backends, cookie = false, timeouts } = {}) {
+  if (!fs.existsSync(STICKYD_BIN)) {
+    throw new Error(`stickyd binary not found at ${STICKYD_BIN} (build it with 'meson compile -C build' or set STICKYD_BIN)`);
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stickyd-e2e-'));
+  const configFile = path.join(dir, 'stickyd.yaml');
+  const configText = stickydConfig({ backends, cookie, timeouts });
+  fs.writeFileSync(configFile, configText);
+  const child = trackChild(
+    spawn(STICKYD_BIN, ['-c', configFile], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
+  let onListening;
+  const listening = new Promise((resolve) => (onListening = resolve));
+  const stderr = lineCollector(child.stderr, (line) => {
+    const m = LISTENING_RE.exec(line);
+    if (m) onListening(Number(m[1]));
+  });
+  const stdout = lineCollector(child.stdout);
+  const proxy = { child, stderr, stdout, dir, configFile, configText, port: null };
+  const died = child.exited.then((info) => {
+    throw new Error(
+      `stickyd exited before listening: ${JSON.stringify(info)}\nconfig:\n${configText}\nstderr:\n${stderr.join('\n')}`,
+    );
+  });
+  try {
+    proxy.port = await withTimeout(Promise.race([listening, died]), T.proxyReady, 'stickyd listening log line');
+  } catch (err) {
+    await stopChild(child);
+    fs.rmSync(dir, { recursive: true, force: true });
+    err.message += `\nstickyd stderr:\n${stderr.join('\n')}`;
+    throw err;
+  }
+  died.catch(() => {});
+  proxy.url = `http://${HOST}:${proxy.port}`;
+  proxy.stop = async () => {
+    const info = await stopChild(child);
+    proxy.stopInfo = info;
+    fs.rmSync(dir, { recursive: true, force: true });
+    return info;
+  };
+  return proxy;
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenario wrapper: cluster + proxy, teardown, diagnostics on failure
+
+function safeName(s) {
+  return String(s).replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 80);
+}
+
+function dumpDiagnostics(t, env, err) {
+  const parts = [];
+  if (env.proxy) {
+    parts.push(`--- stickyd config (${env.proxy.configFile}) ---\n${env.proxy.configText}`);
+    parts.push(`--- stickyd stderr (${env.proxy.stderr.length} lines) ---\n${env.proxy.stderr.join('\n')}`);
+    if (env.proxy.stdout.length) parts.push(`--- stickyd stdout ---\n${env.proxy.stdout.join('\n')}`);
+  }
+  for (const n of env.cluster ? env.cluster.nodes : []) {
+    if (n.stderr.length) parts.push(`--- node ${n.name} stderr ---\n${n.stderr.join('\n')}`);
+  }
+  if (env.lastStats) parts.push(`--- node stats ---\n${JSON.stringify(env.lastStats, null, 1)}`);
+  const text = parts.join('\n');
+  try {
+    fs.mkdirSync(LOG_DIR, { recursive: true });
+    const file = path.join(LOG_DIR, `${safeName(t.name)}.log`);
+    fs.writeFileSync(file, `${err && err.stack}\n${text}\n`);
+    console.error(`[e2e] diagnostics written to ${file}`);
+  } catch {
+    /* best effort */
+  }
+  // Print a bounded tail to stderr so CI logs show it.
+  const lines = text.split('\n');
+  const tail = lines.length > 400 ? ['... (truncated; full log in .tmp/logs)', ...lines.slice(-400)] : lines;
+  console.error(`[e2e] FAILED ${t.name}: ${err && err.message}\n${tail.join('\n')}`);
+}
+
+// Runs `body(env)` with a 3-node cluster and (unless proxy === false) stickyd in front.
+// env = {cluster, proxy, url, stats(), stopProxy()}.
+async function scenario(t, { nodeCookie = false, proxyCookie = false, proxy = true } = {}, body) {
+  const env = { cluster: null, proxy: null, lastStats: null };
+  const started = Date.now();
+  try {
+    env.cluster = await startCluster({ cookie: nodeCookie });
+    if (proxy) {
+      env.proxy = await startStickyd({
+        backends: env.cluster.nodes.map((n) => ({ name: n.name, address: n.address })),
+        cookie: proxyCookie,
+      });
+      env.url = env.proxy.url;
+      env.port = env.proxy.port;
+    }
+    env.stats = async () => (env.lastStats = await env.cluster.stats());
+    // Stops stickyd so that nothing is in flight any more before the nodes' counters are read.
+    env.stopProxy = async () => {
+      if (!env.proxy || env.proxy.stopInfo) return env.proxy && env.proxy.stopInfo;
+      const info = await env.proxy.stop();
+      if (info.forced) t.diagnostic(`stickyd did not exit within ${T.stop} ms of SIGTERM; killed`);
+      else if (info.code !== 0) t.diagnostic(`stickyd exited with ${JSON.stringify(info)} on SIGTERM`);
+      return info;
+    };
+    await body(env);
+  } catch (err) {
+    if (env.cluster && !env.lastStats) {
+      try {
+        env.lastStats = await withTimeout(env.cluster.stats(), T.http, 'stats for diagnostics');
+      } catch {
+        /* nodes gone */
+      }
+    }
+    dumpDiagnostics(t, env, err);
+    throw err;
+  } finally {
+    if (env.proxy) await env.proxy.stop().catch(() => {});
+    if (env.cluster) await env.cluster.stop().catch(() => {});
+    t.diagnostic(`${t.name}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP helpers (node:http)
+
+function request({ port, method = 'GET', path: p, headers = {}, body, agent, timeout = T.http }) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: HOST, port, method, path: p, headers, agent: agent === undefined ? false : agent },
+        (res) => {
+          const chunks = [];
+          res.on('data', (c) => chunks.push(c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode,
+              headers: res.headers,
+              rawHeaders: res.rawHeaders,
+              body: Buffer.concat(chunks).toString('utf8'),
+            }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      if (body !== undefined) req.end(body);
+      else req.end();
+    }),
+    timeout,
+    `${method} ${p} on port ${port}`,
+  );
+}
+
+async function getJson(port, p) {
+  const res = await request({ port, path: p });
+  assert.equal(res.status, 200, `GET ${p}: ${res.status} ${res.body}`);
+  return JSON.parse(res.body);
+}
+
+// Every value of a header in raw order (case-insensitive name).
+function headerValues(rawHeaders, name) {
+  const out = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i].toLowerCase() === name.toLowerCase()) out.push(rawHeaders[i + 1]);
+  }
+  return out;
+}
+
+// Engine.IO polling payload -> packets (strings). EIO4: 0x1E separated. EIO3: "<len>:<pkt>"...
+function decodePayload(body, eio = 4) {
+  if (eio === 4) return body.length ? body.split('\x1e') : [];
+  const packets = [];
+  let i = 0;
+  while (i < body.length) {
+    const colon = body.indexOf(':', i);
+    assert.ok(colon > i, `bad EIO3 payload: ${JSON.stringify(body)}`);
+    const len = Number(body.slice(i, colon));
+    packets.push(body.slice(colon + 1, colon + 1 + len));
+    i = colon + 1 + len;
+  }
+  return packets;
+}
+
+function encodePayload(packets, eio = 4) {
+  if (eio === 4) return packets.join('\x1e');
+  return packets.map((p) => `${p.length}:${p}`).join('');
+}
+
+function enginePath(q) {
+  return `/socket.io/?${new URLSearchParams(q).toString()}`;
+}
+
+// Polling handshake: returns {sid, open, res, setCookies}.
+async function handshake(port, { eio = 4, agent, headers = {} } = {}) {
+  const res = await request({
+    port,
+    path: enginePath({ EIO: String(eio), transport: 'polling', t: `h${Date.now().toString(36)}` }),
+    agent,
+    headers,
+  });
+  assert.equal(res.status, 200, `handshake: ${res.status} ${res.body}`);
+  const packets = decodePayload(res.body, eio);
+  assert.ok(packets[0] && packets[0][0] === '0', `handshake: no open packet in ${JSON.stringify(res.body)}`);
+  const open = JSON.parse(packets[0].slice(1));
+  assert.match(open.sid, /^[A-Za-z0-9_-]+$/);
+  return { sid: open.sid, open, res, setCookies: headerValues(res.rawHeaders, 'set-cookie') };
+}
+
+// A raw Engine.IO polling session driven over node:http (or a RawConnection, see below).
+// `connectNamespace` posts "40" and reads the CONNECT answer; `echo` posts an acked `echo`
+// event and polls until the ack arrives (answering pings meanwhile).
+class RawSession {
+  constructor(port, sid, { agent, eio = 4, headers = {} } = {}) {
+    this.port = port;
+    this.sid = sid;
+    this.agent = agent;
+    this.eio = eio;
+    this.headers = headers;
+    this.ackId = 0;
+    this.pending = []; // packets received but not consumed yet
+  }
+
+  path() {
+    return enginePath({ EIO: String(this.eio), transport: 'polling', sid: this.sid, t: Date.now().toString(36) });
+  }
+
+  async post(packets) {
+    const res = await request({
+      port: this.port,
+      method: 'POST',
+      path: this.path(),
+      agent: this.agent,
+      headers: { 'Content-Type': 'text/plain;charset=UTF-8', ...this.headers },
+      body: encodePayload(packets, this.eio),
+    });
+    assert.equal(res.status, 200, `POST sid=${this.sid}: ${res.status} ${res.body}`);
+    assert.equal(res.body, 'ok');
+    return res;
+  }
+
+  async poll() {
+    const res = await request({ port: this.port, path: this.path(), agent: this.agent, headers: this.headers });
+    assert.equal(res.status, 200, `GET sid=${this.sid}: ${res.status} ${res.body}`);
+    const packets = decodePayload(res.body, this.eio);
+    for (const p of packets) {
+      if (p === '2') await this.post(['3']); // answer the server's ping
+      else this.pending.push(p);
+    }
+    return packets;
+  }
+
+  // Polls until a packet satisfying `pred` arrives; bounded by `ms`.
+  async waitPacket(pred, ms, what) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const i = this.pending.findIndex(pred);
+      if (i >= 0) return this.pending.splice(i, 1)[0];
+      if (Date.now() > deadline) throw new TimeoutError(`sid ${this.sid}: timed out waiting for ${what}`);
+      await this.poll();
+    }
+  }
+
+  // Socket.IO CONNECT to "/". EIO4 (Socket.IO protocol 5): POST "40", answer 40{"sid":..}.
+  // EIO3 (protocol 4): the server connects "/" by itself and sends a bare "40".
+  async connectNamespace() {
+    if (this.eio === 4) await this.post(['40']);
+    const p = await this.waitPacket((x) => x.startsWith('40'), T.connect, 'socket.io CONNECT');
+    return p.length > 2 ? JSON.parse(p.slice(2)) : {};
+  }
+
+  async echo(data) {
+    const id = ++this.ackId;
+    await this.post([`42${id}${JSON.stringify(['echo', data])}`]);
+    const p = await this.waitPacket((x) => x.startsWith(`43${id}[`), T.ack, `ack ${id}`);
+    const [reply] = JSON.parse(p.slice(2 + String(id).length));
+    return reply;
+  }
+
+  async close() {
+    // Engine.IO close packet; the node answers "ok".
+    await this.post(['1']).catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw keep-alive TCP connection with an incremental HTTP/1.1 response reader
+
+class HttpResponseReader {
+  constructor() {
+    this.buf = Buffer.alloc(0);
+    this.responses = [];
+    this.cur = null;
+    this.error = null;
+  }
+
+  feed(chunk) {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    for (;;) {
+      if (!this.cur) {
+        const end = this.buf.indexOf('\r\n\r\n');
+        if (end < 0) {
+          if (this.buf.length > 64 * 1024) throw new Error('response head too large');
+          return;
+        }
+        const head = this.buf.subarray(0, end).toString('latin1');
+        this.buf = this.buf.subarray(end + 4);
+        const lines = head.split('\r\n');
+        const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
+        if (!m) throw new Error(`bad status line: ${JSON.stringify(lines[0])}`);
+        const headers = {};
+        const rawHeaders = [];
+        for (const line of lines.slice(1)) {
+          const c = line.indexOf(':');
+          if (c <= 0) throw new Error(`bad header line: ${JSON.stringify(line)}`);
+          const name = line.slice(0, c).trim();
+          const value = line.slice(c + 1).trim();
+          rawHeaders.push(name, value);
+          const k = name.toLowerCase();
+          headers[k] = k in headers ? `${headers[k]}, ${value}` : value;
+        }
+        const status = Number(m[2]);
+        this.cur = { httpVersion: `1.${m[1]}`, status, reason: m[3] || '', headers, rawHeaders, body: [] };
+        const te = (headers['transfer-encoding'] || '').toLowerCase();
+        if ((status >= 100 && status < 200) || status === 204 || status === 304) {
+          this.cur.mode = 'none';
+        } else if (te.split(',').map((s) => s.trim()).includes('chunked')) {
+          this.cur.mode = 'chunked';
+          this.cur.chunkLeft = -1; // expecting a size line
+        } else if (headers['content-length'] !== undefined) {
+          if (!/^\d+$/.test(headers['content-length'])) throw new Error(`bad content-length ${headers['content-length']}`);
+          this.cur.mode = 'length';
+          this.cur.left = Number(headers['content-length']);
+        } else {
+          this.cur.mode = 'close'; // body until the connection closes
+        }
+      }
+      if (!this.step()) return;
+    }
+  }
+
+  // Advances the current response; returns true when it completed.
+  step() {
+    const c = this.cur;
+    if (c.mode === 'none') return this.finish();
+    if (c.mode === 'length') {
+      const n = Math.min(c.left, this.buf.length);
+      if (n > 0) {
+        c.body.push(this.buf.subarray(0, n));
+        this.buf = this.buf.subarray(n);
+        c.left -= n;
+      }
+      return c.left === 0 ? this.finish() : false;
+    }
+    if (c.mode === 'chunked') {
+      for (;;) {
+        if (c.chunkLeft === -1) {
+          const eol = this.buf.indexOf('\r\n');
+          if (eol < 0) return false;
+          const line = this.buf.subarray(0, eol).toString('latin1');
+          this.buf = this.buf.subarray(eol + 2);
+          const hex = line.split(';')[0].trim();
+          const size = /^[0-9a-fA-F]{1,8}$/.test(hex) ? parseInt(hex, 16) : NaN;
+          if (!Number.isFinite(size)) throw new Error(`bad chunk size line ${JSON.stringify(line)}`);
+          c.chunkLeft = size;
+          if (size === 0) c.trailers = true;
+        }
+        if (c.trailers) {
+          // trailer section: lines until an empty line
+          for (;;) {
+            const eol = this.buf.indexOf('\r\n');
+            if (eol < 0) return false;
+            const line = this.buf.subarray(0, eol);
+            this.buf = this.buf.subarray(eol + 2);
+            if (line.length === 0) return this.finish();
+          }
+        }
+        if (c.chunkLeft > 0) {
+          const n = Math.min(c.chunkLeft, this.buf.length);
+          if (n === 0) return false;
+          c.body.push(this.buf.subarray(0, n));
+          this.buf = this.buf.subarray(n);
+          c.chunkLeft -= n;
+          if (c.chunkLeft > 0) return false;
+        }
+        if (this.buf.length < 2) return false;
+        if (this.buf[0] !== 0x0d || this.buf[1] !== 0x0a) throw new Error('missing CRLF after chunk data');
+        this.buf = this.buf.subarray(2);
+        c.chunkLeft = -1;
+      }
+    }
+    // mode 'close'
+    if (this.buf.length) {
+      c.body.push(this.buf);
+      this.buf = Buffer.alloc(0);
+    }
+    return false;
+  }
+
+  finish() {
+    const c = this.cur;
+    this.cur = null;
+    this.responses.push({
+      httpVersion: c.httpVersion,
+      status: c.status,
+      reason: c.reason,
+      headers: c.headers,
+      rawHeaders: c.rawHeaders,
+      body: Buffer.concat(c.body).toString('utf8'),
+    });
+    return true;
+  }
+
+  end() {
+    if (this.cur && this.cur.mode === 'close') this.finish();
+    else if (this.cur || this.buf.length) this.error = new Error('connection closed in the middle of a response');
+  }
+}
+
+class RawConnection {
+  constructor(socket) {
+    this.socket = socket;
+    this.reader = new HttpResponseReader();
+    this.waiters = [];
+    this.closed = false;
+    this.writes = 0;
+    socket.on('data', (chunk) => {
+      try {
+        this.reader.feed(chunk);
+      } catch (err) {
+        this.reader.error = err;
+        socket.destroy();
+      }
+      this.wake();
+    });
+    socket.on('end', () => {
+      this.reader.end();
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', (err) => {
+      this.reader.error = this.reader.error || err;
+      this.wake();
+    });
+  }
+
+  static connect(port) {
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        const s = net.connect({ host: HOST, port });
+        s.once('connect', () => {
+          s.off('error', reject);
+          s.setNoDelay(true);
+          resolve(new RawConnection(s));
+        });
+        s.once('error', reject);
+      }),
+      T.http,
+      `TCP connect to ${HOST}:${port}`,
+    );
+  }
+
+  wake() {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  // One write() with every request given (strings or Buffers): pipelining when several.
+  write(...requests) {
+    this.writes++;
+    this.socket.write(Buffer.concat(requests.map((r) => (Buffer.isBuffer(r) ? r : Buffer.from(r)))));
+  }
+
+  next(ms = T.http, what = 'HTTP response') {
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        const check = () => {
+          if (this.reader.responses.length) return resolve(this.reader.responses.shift());
+          if (this.reader.error) return reject(this.reader.error);
+          if (this.closed) return reject(new Error(`connection closed while waiting for ${what}`));
+          this.waiters.push(check);
+        };
+        check();
+      }),
+      ms,
+      `${what} on raw connection`,
+    );
+  }
+
+  async roundTrip(req, what) {
+    this.write(req);
+    return this.next(T.http, what);
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}
+
+// Serialises an HTTP/1.1 request for a RawConnection.
+function rawRequest(method, target, { headers = {}, body } = {}) {
+  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${HOST}`];
+  const h = { ...headers };
+  if (body !== undefined) h['Content-Length'] = Buffer.byteLength(body);
+  for (const [k, v] of Object.entries(h)) lines.push(`${k}: ${v}`);
+  return `${lines.join('\r\n')}\r\n\r\n${body !== undefined ? body : ''}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Real Socket.IO clients
+
+// The EIO query parameter the client's current transport sends.
+function eioOf(engine) {
+  return engine && engine.transport && engine.transport.query ? Number(engine.transport.query.EIO) : undefined;
+}
+
+// Uniform wrapper over socket.io-client 4.x and 2.x.
+function makeClient(kind, url, opts = {}) {
+  if (kind === 'v4') {
+    const { io } = require('socket.io-client');
+    const socket = io(url, { forceNew: true, reconnection: false, timeout: T.connect, ...opts });
+    return {
+      kind,
+      socket,
+      engine: () => socket.io.engine,
+      engineId: () => socket.io.engine && socket.io.engine.id,
+      transport: () => socket.io.engine && socket.io.engine.transport && socket.io.engine.transport.name,
+      protocol: () => eioOf(socket.io.engine),
+      heartbeatEvent: 'ping', // EIO4: the server pings, the client answers
+      emitAck: (data) => socket.timeout(T.ack).emitWithAck('echo', data),
+      close: () => socket.disconnect(),
+    };
+  }
+  if (kind === 'v2') {
+    const ioV2 = require('socket.io-client-v2');
+    const socket = ioV2(url, { forceNew: true, reconnection: false, timeout: T.connect, ...opts });
+    return {
+      kind,
+      socket,
+      engine: () => socket.io.engine,
+      engineId: () => socket.io.engine && socket.io.engine.id,
+      transport: () => socket.io.engine && socket.io.engine.transport && socket.io.engine.transport.name,
+      protocol: () => eioOf(socket.io.engine),
+      heartbeatEvent: 'pong', // EIO3: the client pings, the server answers
+      emitAck: (data) =>
+        withTimeout(new Promise((resolve) => socket.emit('echo', data, resolve)), T.ack, 'v2 echo ack'),
+      close: () => socket.close(),
+    };
+  }
+  throw new Error(`unknown client kind ${kind}`);
+}
+
+// One client's life: connect, `messages` acked echoes paced gapMin..gapMax ms apart, then at
+// least one heartbeat (so held polls and pings go through the proxy), then disconnect.
+async function runOneClient(index, factory, { messages, gapMin, gapMax }) {
+  const r = {
+    index,
+    ok: false,
+    error: null,
+    nodes: [],
+    acks: 0,
+    engineIdStart: null,
+    engineIdEnd: null,
+    transport: null,
+    protocol: null,
+    heartbeats: 0,
+    disconnects: [],
+    errors: [],
+  };
+  let client;
+  try {
+    client = factory(index);
+    const s = client.socket;
+    s.on('disconnect', (reason) => r.disconnects.push(String(reason)));
+    s.on('error', (err) => r.errors.push(String(err && err.message ? err.message : err)));
+    await once(s, 'connect', T.connect, `client ${index} connect`, ['connect_error', 'connect_timeout', 'error']);
+    const engine = client.engine();
+    r.engineIdStart = client.engineId();
+    r.protocol = client.protocol();
+    let onHeartbeat = null;
+    engine.on(client.heartbeatEvent, () => {
+      r.heartbeats++;
+      if (onHeartbeat) onHeartbeat();
+    });
+    for (let k = 0; k < messages; k++) {
+      await pace(randomBetween(gapMin, gapMax));
+      if (r.disconnects.length) throw new Error(`client ${index} disconnected: ${r.disconnects}`);
+      const data = { client: index, k, pad: 'x'.repeat(k * 7) };
+      const reply = await client.emitAck(data);
+      assert.deepEqual(reply && reply.data, data, `client ${index} message ${k}: echo mismatch`);
+      r.nodes.push(reply.node);
+      r.acks++;
+    }
+    if (r.heartbeats === 0) {
+      await withTimeout(
+        new Promise((resolve) => (onHeartbeat = resolve)),
+        T.heartbeat,
+        `client ${index} heartbeat (${client.heartbeatEvent})`,
+      );
+    }
+    r.engineIdEnd = client.engineId();
+    r.transport = client.transport();
+    if (r.disconnects.length) throw new Error(`client ${index} disconnected: ${r.disconnects}`);
+    r.ok = true;
+  } catch (err) {
+    r.error = err && err.message ? err.message : String(err);
+  } finally {
+    if (client) {
+      try {
+        client.close();
+      } catch {
+        /* ignore */
+      }
+    }
+  }
+  return r;
+}
+
+// Starts `clients` clients concurrently (spread over the first ~300 ms) and awaits them all.
+async function runClients(factory, { clients = WORKLOAD.clients, messages = WORKLOAD.messages, gapMin = WORKLOAD.gapMin, gapMax = WORKLOAD.gapMax } = {}) {
+  const jobs = [];
+  for (let i = 0; i < clients; i++) {
+    jobs.push(
+      pace(randomBetween(0, 300)).then(() => runOneClient(i, factory, { messages, gapMin, gapMax })),
+    );
+  }
+  return Promise.all(jobs);
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks
+
+function summarise(results) {
+  return results
+    .filter((r) => !r.ok || new Set(r.nodes).size > 1)
+    .slice(0, 10)
+    .map((r) => JSON.stringify(r))
+    .join('\n');
+}
+
+// Per-client checks: all acks, one node per client, that node created the client's sid,
+// the Engine.IO session never changed. Returns the map sid -> node for further checks.
+async function assertClientsSticky(results, cluster, { messages = WORKLOAD.messages, transport, protocol } = {}) {
+  const failed = results.filter((r) => !r.ok);
+  assert.equal(failed.length, 0, `${failed.length}/${results.length} clients failed:\n${summarise(results)}`);
+  for (const r of results) assert.equal(r.acks, messages, `client ${r.index} acks`);
+  const switched = results.filter((r) => new Set(r.nodes).size !== 1);
+  assert.equal(switched.length, 0, `${switched.length} clients switched nodes:\n${summarise(results)}`);
+  for (const r of results) {
+    assert.equal(r.engineIdEnd, r.engineIdStart, `client ${r.index}: Engine.IO session changed`);
+    assert.ok(r.heartbeats >= 1, `client ${r.index}: no heartbeat`);
+    if (transport) assert.equal(r.transport, transport, `client ${r.index}: final transport`);
+    if (protocol) assert.equal(r.protocol, protocol, `client ${r.index}: Engine.IO protocol`);
+  }
+  const owners = await cluster.owners(results.map((r) => r.engineIdStart));
+  for (const r of results) {
+    assert.equal(r.nodes[0], owners.get(r.engineIdStart), `client ${r.index}: acks from ${r.nodes[0]} but sid ${r.engineIdStart} belongs to ${owners.get(r.engineIdStart)}`);
+  }
+  // Balancing: a workload of this size must use every node (or stickiness is trivial).
+  const used = new Set(results.map((r) => r.nodes[0]));
+  assert.equal(used.size, cluster.nodes.length, `sessions landed on ${[...used]} only`);
+  return owners;
+}
+
+// Node-side checks: no "Session ID unknown" and no request with a sid the node never created.
+function assertNodesClean(stats) {
+  for (const s of Object.values(stats)) {
+    assert.equal(s.connectionErrors['1'] || 0, 0, `node ${s.node}: ${s.connectionErrors['1']} 'Session ID unknown' errors: ${JSON.stringify(s.connectionErrorDetails.slice(0, 5))}`);
+    assert.equal(s.foreign, 0, `node ${s.node}: ${s.foreign} foreign-sid requests: ${JSON.stringify(s.foreignDetails.slice(0, 5))}`);
+  }
+}
+
+function sum(stats, f) {
+  return Object.values(stats).reduce((a, s) => a + (f(s) || 0), 0);
+}
+
+module.exports = {
+  HOST,
+  T,
+  WORKLOAD,
+  STICKYD_BIN,
+  withTimeout,
+  once,
+  shuffled,
+  startNode,
+  startCluster,
+  startStickyd,
+  stickydConfig,
+  scenario,
+  request,
+  getJson,
+  headerValues,
+  decodePayload,
+  encodePayload,
+  enginePath,
+  handshake,
+  RawSession,
+  RawConnection,
+  HttpResponseReader,
+  rawRequest,
+  makeClient,
+  runClients,
+  assertClientsSticky,
+  assertNodesClean,
+  sum,
+};

@@ -1,0 +1,243 @@
+#!/usr/bin/env node
+// One Socket.IO 4.8 node for the stickyd end-to-end tests.
+//
+//   node node.js --name n1 --port 0 [--cookie] [--exit-with-stdin]
+//
+// Listens on 127.0.0.1 (port 0 = ephemeral) and prints exactly one line `READY <port>` on
+// stdout once listening. Engine.IO/Socket.IO on the default path /socket.io/, allowEIO3,
+// CORS reflecting the origin with credentials, pingInterval/pingTimeout 2000 ms.
+//
+// Socket.IO:  `echo` with an ack answers {node: <name>, data}.
+// HTTP:       GET /whoami -> {"node": name, "cookie": <Cookie header or null>} (chunked body)
+//             GET /stats  -> JSON with every counter below (Content-Length body)
+// Counters:   every sid this node ever created; Engine.IO connection_error by code; requests
+//             and upgrades per method; "foreign" requests (a `sid` query parameter that this
+//             node never created); OPTIONS per owned sid; requests carrying the `io` cookie.
+// Exits on SIGTERM/SIGINT, and with --exit-with-stdin when stdin closes (the harness passes
+// it so that a crashed test process leaves no node behind).
+'use strict';
+
+const http = require('node:http');
+const { Server } = require('socket.io');
+
+function parseArgs(argv) {
+  const out = { name: null, port: 0, cookie: false, exitWithStdin: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--name') out.name = argv[++i];
+    else if (a === '--port') out.port = Number(argv[++i]);
+    else if (a === '--cookie') out.cookie = true;
+    else if (a === '--exit-with-stdin') out.exitWithStdin = true;
+    else {
+      process.stderr.write(`node.js: unknown argument ${a}\n`);
+      process.exit(2);
+    }
+  }
+  if (!out.name || !Number.isInteger(out.port) || out.port < 0 || out.port > 65535) {
+    process.stderr.write('usage: node node.js --name NAME --port PORT [--cookie]\n');
+    process.exit(2);
+  }
+  return out;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const NAME = args.name;
+const ENGINE_PATH = '/socket.io/';
+const MAX_DETAILS = 50;
+
+const stats = {
+  node: NAME,
+  cookieOption: args.cookie,
+  requests: 0,                 // every HTTP request (engine and others)
+  requestsByMethod: {},        // every HTTP request, by method
+  engineRequests: 0,           // requests on ENGINE_PATH (not upgrades)
+  engineRequestsByMethod: {},
+  upgrades: 0,                 // 'upgrade' events on ENGINE_PATH
+  withSid: 0,                  // engine requests/upgrades with a sid parameter
+  ownedSidByMethod: {},        // ... whose sid this node created, by method (UPGRADE for ws)
+  foreign: 0,                  // ... whose sid this node never created
+  foreignByMethod: {},
+  foreignDetails: [],          // first MAX_DETAILS: {method, url, cookie}
+  withIoCookie: 0,             // engine requests/upgrades carrying an `io` cookie
+  optionsBySid: {},            // OPTIONS count per owned sid
+  handshakes: 0,               // Engine.IO sessions created
+  handshakesByTransport: {},   // initial transport name
+  handshakesByProtocol: {},    // EIO 3 or 4
+  transportUpgrades: 0,        // polling -> websocket upgrades completed
+  closes: 0,
+  closeReasons: {},
+  connectionErrors: {},        // code -> count
+  connectionErrorDetails: [],  // first MAX_DETAILS: {code, message, url, method}
+  ioConnections: 0,            // Socket.IO (namespace /) connections
+  echoes: 0,
+  sids: [],                    // every sid ever created, in order
+};
+const created = new Set();
+
+function bump(obj, key) {
+  obj[key] = (obj[key] || 0) + 1;
+}
+
+function sidOf(url) {
+  const q = url.indexOf('?');
+  if (q < 0) return null;
+  const params = new URLSearchParams(url.slice(q + 1));
+  return params.has('sid') ? params.get('sid') : null;
+}
+
+function isEnginePath(url) {
+  const q = url.indexOf('?');
+  const p = q < 0 ? url : url.slice(0, q);
+  return p === ENGINE_PATH || p === ENGINE_PATH.slice(0, -1);
+}
+
+function hasIoCookie(req) {
+  const c = req.headers.cookie;
+  return typeof c === 'string' && /(?:^|;\s*)io=/.test(c);
+}
+
+function account(req, kind) {
+  if (!isEnginePath(req.url)) return;
+  if (hasIoCookie(req)) stats.withIoCookie++;
+  const sid = sidOf(req.url);
+  if (sid === null) return;
+  stats.withSid++;
+  const method = kind === 'upgrade' ? 'UPGRADE' : req.method;
+  if (created.has(sid)) {
+    bump(stats.ownedSidByMethod, method);
+    if (method === 'OPTIONS') bump(stats.optionsBySid, sid);
+  } else {
+    stats.foreign++;
+    bump(stats.foreignByMethod, method);
+    if (stats.foreignDetails.length < MAX_DETAILS) {
+      stats.foreignDetails.push({ method, url: req.url, cookie: req.headers.cookie || null });
+    }
+  }
+}
+
+// Non-Engine.IO routes. This listener is registered BEFORE Socket.IO attaches, so engine.io
+// keeps it and calls it only for requests outside its path.
+function appHandler(req, res) {
+  const path = req.url.split('?')[0];
+  if (req.method === 'GET' && path === '/whoami') {
+    // No Content-Length: Node sends it chunked, which the raw HTTP reader must handle.
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write(JSON.stringify({ node: NAME, cookie: req.headers.cookie ?? null }));
+    res.end();
+    return;
+  }
+  if (req.method === 'GET' && path === '/stats') {
+    const body = JSON.stringify(stats);
+    res.writeHead(200, {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+    });
+    res.end(body);
+    return;
+  }
+  res.writeHead(404, { 'Content-Type': 'text/plain' });
+  res.end('not found\n');
+}
+
+const httpServer = http.createServer(appHandler);
+
+const io = new Server(httpServer, {
+  path: ENGINE_PATH,
+  allowEIO3: true,
+  cookie: args.cookie,
+  cors: { origin: true, credentials: true },
+  pingInterval: 2000,
+  pingTimeout: 2000,
+});
+
+// Counting listeners run before engine.io's handlers (prepended after it attached).
+httpServer.prependListener('request', (req) => {
+  stats.requests++;
+  bump(stats.requestsByMethod, req.method);
+  if (isEnginePath(req.url)) {
+    stats.engineRequests++;
+    bump(stats.engineRequestsByMethod, req.method);
+  }
+  account(req, 'request');
+});
+httpServer.prependListener('upgrade', (req) => {
+  if (isEnginePath(req.url)) stats.upgrades++;
+  account(req, 'upgrade');
+});
+
+// Record every sid at creation time, before the handshake response can leave the node.
+const engine = io.engine;
+const originalGenerateId = engine.generateId.bind(engine);
+engine.generateId = (req) => {
+  const remember = (id) => {
+    created.add(id);
+    stats.sids.push(id);
+    return id;
+  };
+  const id = originalGenerateId(req);
+  return id && typeof id.then === 'function' ? id.then(remember) : remember(id);
+};
+
+engine.on('connection', (socket) => {
+  if (!created.has(socket.id)) {
+    // generateId was bypassed somehow: still record it.
+    created.add(socket.id);
+    stats.sids.push(socket.id);
+  }
+  stats.handshakes++;
+  bump(stats.handshakesByTransport, socket.transport.name);
+  bump(stats.handshakesByProtocol, String(socket.protocol));
+  socket.on('upgrade', () => {
+    stats.transportUpgrades++;
+  });
+  socket.on('close', (reason) => {
+    stats.closes++;
+    bump(stats.closeReasons, reason);
+  });
+});
+
+engine.on('connection_error', (err) => {
+  const code = err && err.code !== undefined ? err.code : 'unknown';
+  bump(stats.connectionErrors, String(code));
+  if (stats.connectionErrorDetails.length < MAX_DETAILS) {
+    stats.connectionErrorDetails.push({
+      code,
+      message: err && err.message,
+      method: err && err.req && err.req.method,
+      url: err && err.req && err.req.url,
+    });
+  }
+});
+
+io.on('connection', (socket) => {
+  stats.ioConnections++;
+  socket.on('echo', (data, ack) => {
+    stats.echoes++;
+    if (typeof ack === 'function') ack({ node: NAME, data });
+  });
+});
+
+let exiting = false;
+function shutdown(code) {
+  if (exiting) return;
+  exiting = true;
+  // Do not wait for keep-alive or long-polling connections: exit right away.
+  process.exit(code);
+}
+process.on('SIGTERM', () => shutdown(0));
+process.on('SIGINT', () => shutdown(0));
+if (args.exitWithStdin) {
+  process.stdin.on('end', () => shutdown(0));
+  process.stdin.on('close', () => shutdown(0));
+  process.stdin.on('error', () => shutdown(0));
+  process.stdin.resume();
+}
+
+httpServer.on('error', (err) => {
+  process.stderr.write(`node ${NAME}: server error: ${err.stack || err}\n`);
+  shutdown(1);
+});
+
+httpServer.listen(args.port, '127.0.0.1', () => {
+  process.stdout.write(`READY ${httpServer.address().port}\n`);
+});

@@ -1,0 +1,75 @@
+'use strict';
+// a-d. Real Socket.IO clients (4.8 and 2.x) through stickyd to a 3-node Socket.IO 4.8 cluster.
+// Each scenario: WORKLOAD.clients clients started concurrently, each sending WORKLOAD.messages
+// acked `echo` events 50-150 ms apart and staying until it has seen a heartbeat. Checks: every
+// ack arrived, all acks of a client come from the node that created its sid, the Engine.IO
+// session never changed, and no node saw "Session ID unknown" or a foreign sid.
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('../lib/harness');
+
+async function finish(env, results, opts) {
+  // Clients are closed; stop the proxy so that nothing is in flight, then read the counters.
+  await env.stopProxy();
+  const stats = await env.stats();
+  await h.assertClientsSticky(results, env.cluster, opts);
+  h.assertNodesClean(stats);
+  return stats;
+}
+
+test('a. socket.io-client 4, polling then websocket upgrade, withCredentials, nodes with cookie', { timeout: 120000 }, async (t) => {
+  await h.scenario(t, { nodeCookie: true, proxyCookie: false }, async (env) => {
+    const results = await h.runClients((i) =>
+      h.makeClient('v4', env.url, { withCredentials: true, query: { c: String(i) } }),
+    );
+    const stats = await finish(env, results, { transport: 'websocket', protocol: 4 });
+    const n = results.length;
+    // Every session started on polling and upgraded through the proxy's tunnel.
+    assert.equal(h.sum(stats, (s) => s.handshakesByTransport.polling), n);
+    assert.equal(h.sum(stats, (s) => s.transportUpgrades), n);
+    assert.ok(h.sum(stats, (s) => s.ownedSidByMethod.UPGRADE) >= n);
+    // The cookie jar got the node's Set-Cookie through the proxy and sent it back.
+    assert.ok(h.sum(stats, (s) => s.withIoCookie) >= n, `requests with an io cookie: ${h.sum(stats, (s) => s.withIoCookie)}`);
+  });
+});
+
+test('b. socket.io-client 4, polling only, no cookie jar, nodes without cookie (sid alone)', { timeout: 120000 }, async (t) => {
+  await h.scenario(t, { nodeCookie: false, proxyCookie: false }, async (env) => {
+    // The proxy (cookie: false) must not add a cookie to a handshake.
+    const hs = await h.handshake(env.port);
+    assert.deepEqual(hs.setCookies, []);
+    await new h.RawSession(env.port, hs.sid).close();
+
+    const results = await h.runClients((i) =>
+      h.makeClient('v4', env.url, { transports: ['polling'], withCredentials: false, query: { c: String(i) } }),
+    );
+    const stats = await finish(env, results, { transport: 'polling', protocol: 4 });
+    assert.equal(h.sum(stats, (s) => s.withIoCookie), 0);
+    assert.equal(h.sum(stats, (s) => s.upgrades), 0);
+    // Long polls were held and answered with pings: GETs far outnumber the acks' round trips.
+    assert.ok(h.sum(stats, (s) => s.ownedSidByMethod.GET) >= results.length * h.WORKLOAD.messages);
+  });
+});
+
+test('c. socket.io-client 4, websocket only', { timeout: 120000 }, async (t) => {
+  await h.scenario(t, { nodeCookie: false, proxyCookie: false }, async (env) => {
+    const results = await h.runClients((i) =>
+      h.makeClient('v4', env.url, { transports: ['websocket'], query: { c: String(i) } }),
+    );
+    const stats = await finish(env, results, { transport: 'websocket', protocol: 4 });
+    assert.equal(h.sum(stats, (s) => s.handshakesByTransport.websocket), results.length);
+    assert.equal(h.sum(stats, (s) => s.handshakesByTransport.polling), 0);
+  });
+});
+
+test('d. socket.io-client 2.x (EIO=3), default transports', { timeout: 120000 }, async (t) => {
+  await h.scenario(t, { nodeCookie: false, proxyCookie: false }, async (env) => {
+    const results = await h.runClients((i) => h.makeClient('v2', env.url, { query: { c: String(i) } }));
+    const stats = await finish(env, results, { transport: 'websocket', protocol: 3 });
+    const n = results.length;
+    assert.equal(h.sum(stats, (s) => s.handshakesByProtocol['3']), n);
+    assert.equal(h.sum(stats, (s) => s.handshakesByTransport.polling), n);
+    assert.equal(h.sum(stats, (s) => s.transportUpgrades), n);
+  });
+});
