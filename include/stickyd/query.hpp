@@ -1,6 +1,7 @@
 // Request-target and query-string handling for routing. Mirrors how engine.io reads its
-// query (Node's querystring.parse): `+` is a space, %XX is decoded, an invalid escape is kept
-// literally, the first occurrence of a repeated key is the one routing uses.
+// query (URLSearchParams): `+` is a space, %XX is decoded, an invalid escape is kept
+// literally, and the LAST occurrence of a repeated key is the one the backend (and so the
+// routing) uses.
 #pragma once
 
 #include <optional>
@@ -18,7 +19,7 @@ RequestTarget split_target(std::string_view target);
 // Lenient percent-decoding as above. `plus_is_space` for query components.
 std::string percent_decode(std::string_view in, bool plus_is_space);
 
-// Decoded value of the first `key` in the query. "" when present with an empty value,
+// Decoded value of the last `key` in the query. "" when present with an empty value,
 // nullopt when absent.
 std::optional<std::string> query_param(std::string_view query, std::string_view key);
 
