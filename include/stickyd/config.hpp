@@ -31,6 +31,12 @@ struct BackendConfig {
   std::string name;  // unique, [A-Za-z0-9_.-]+
   SocketAddress address;
   uint32_t weight = 1;
+  // The backend's persistence value: in HAProxy-style server cookies and in sid tags.
+  // Default: the name; with sticky.secret set, derived from it (see derive_cookie_value).
+  // Unique among backends; cookie-octets without the tag separator.
+  std::string cookie;
+  // Extra values this backend also answers to (e.g. the ones an old HAProxy setup issued).
+  std::vector<std::string> cookie_aliases;
 };
 
 enum class SameSite { Unset, Strict, Lax, None };
@@ -78,6 +84,73 @@ struct Limits {
 
 enum class LogLevel { Debug, Info, Warn, Error };
 
+enum class BalancePolicy { RoundRobin, LeastConn, Random, Hash };
+
+enum class ServerCookieMode { Insert, Prefix, Rewrite };
+
+// HAProxy's `cookie <name> insert|prefix|rewrite [indirect] [nocache] [preserve] [httponly]
+// [secure] [domain d]* [maxidle t] [maxlife t]`, with the same meanings.
+struct ServerCookieConfig {
+  bool enabled = false;
+  std::string name = "SERVERID";
+  ServerCookieMode mode = ServerCookieMode::Insert;
+  bool indirect = false;
+  bool nocache = false;
+  bool preserve = false;
+  bool httponly = false;
+  bool secure = false;
+  std::vector<std::string> domains;
+  std::optional<Millis> maxidle;
+  std::optional<Millis> maxlife;
+};
+
+// Stateless stickiness: the backend is encoded in the sid itself.
+struct SidTagConfig {
+  bool enabled = false;           // the proxy tags new sids: "<cookie value><separator><sid>"
+  std::string separator = ".";    // one char of [.~_!*-]... see docs; not in any cookie value
+  // Also route sids that backends tag themselves through Socket.IO's generateId hook
+  // ("<cookie value><separator><rest>"), and never re-tag them. Implied by `enabled`.
+  bool accept_backend_tags = false;
+};
+
+struct StickyConfig {
+  ServerCookieConfig server_cookie;
+  SidTagConfig tag;
+  // HMAC-SHA256 key: when set, every backend's default cookie value is an opaque digest of its
+  // name, the same on every replica that shares the key.
+  std::string secret;
+  bool strict = false;  // session's node down: false = redispatch (default), true = 503
+};
+
+struct HealthCheckConfig {
+  bool enabled = false;
+  std::string method = "GET";
+  std::string path;             // empty = an Engine.IO polling handshake on Config::path
+  int expect_status = 200;      // 0 = any 2xx/3xx
+  Millis interval{2000};
+  Millis timeout{1000};
+  uint32_t rise = 2;            // consecutive successes to come back up
+  uint32_t fall = 3;            // consecutive failures to go down
+  Millis slow_start{0};         // weight ramps from ~0 to full over this after coming back
+  uint32_t passive_fall = 3;    // consecutive connect failures/resets of real traffic -> down
+};
+
+struct AdminConfig {
+  bool enabled = false;
+  SocketAddress listen;   // default 127.0.0.1:9901
+  std::string token;      // bearer token required on every admin request; empty = none
+};
+
+struct HeaderSetting {
+  std::string name;
+  std::string value;
+};
+
+struct ResponseHeadersConfig {
+  std::vector<HeaderSetting> handshake;  // added to handshake responses only
+  std::vector<HeaderSetting> all;        // added to every proxied response
+};
+
 struct Config {
   std::string source;  // file the config came from
   std::vector<SocketAddress> listen;
@@ -88,7 +161,19 @@ struct Config {
   AffinityConfig affinity;
   Limits limits;
   LogLevel log_level = LogLevel::Info;
+  bool access_log = false;       // one line per request
+  bool access_log_json = false;  // ... as a JSON object
+  BalancePolicy balance = BalancePolicy::RoundRobin;
+  StickyConfig sticky;
+  HealthCheckConfig health;
+  AdminConfig admin;
+  ResponseHeadersConfig headers;
+  Millis shutdown_grace{30000};  // SIGTERM: in-flight requests and tunnels get this long
 };
+
+// base64url (no padding) of the first 12 bytes of HMAC-SHA256(secret, backend name): 16
+// characters, opaque, identical on every replica with the same secret.
+std::string derive_cookie_value(const std::string& secret, const std::string& backend_name);
 
 struct ConfigError {
   std::string file;
