@@ -25,10 +25,6 @@ void usage(FILE* out) {
       out);
 }
 
-struct Signals {
-  uv_signal_t term, intr;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,36 +69,57 @@ int main(int argc, char** argv) {
     std::printf("%s: ok\n", config_path.c_str());
     return 0;
   }
-  const stickyd::Config& cfg = *loaded.config;
-  stickyd::log::set_level(cfg.log_level);
+  stickyd::log::set_level(loaded.config->log_level);
   signal(SIGPIPE, SIG_IGN);
 
   uv_loop_t* loop = uv_default_loop();
-  stickyd::Server server(loop, cfg);
+  size_t backend_count = loaded.config->backends.size();
+  stickyd::Server server(loop, std::move(*loaded.config));
   if (!server.start()) {
     server.stop();
     uv_run(loop, UV_RUN_DEFAULT);
     return 1;
   }
   stickyd::log::info("started", {{"version", STICKYD_VERSION},
-                                 {"backends", cfg.backends.size()},
+                                 {"backends", backend_count},
                                  {"config", config_path}});
 
-  Signals sig;
-  sig.term.data = sig.intr.data = &server;
-  auto on_signal = [](uv_signal_t* s, int signum) {
-    auto* srv = static_cast<stickyd::Server*>(s->data);
+  struct Control {
+    stickyd::Server* server;
+    std::string config_path;
+    uv_signal_t term, intr, hup;
+  } control{&server, config_path, {}, {}, {}};
+  auto on_stop = [](uv_signal_t* s, int signum) {
+    auto* c = static_cast<Control*>(s->data);
     stickyd::log::info("stopping", {{"signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
-    srv->stop();
-    uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
-    uv_walk(s->loop, [](uv_handle_t* h, void*) {
-      if (h->type == UV_SIGNAL && !uv_is_closing(h)) uv_close(h, nullptr);
-    }, nullptr);
+    // Let in-flight requests and tunnels finish within the grace time. The signal handles go
+    // away so the loop can end; a second signal then stops the process at once.
+    c->server->drain(c->server->config().shutdown_grace);
+    for (uv_signal_t* h : {&c->term, &c->intr, &c->hup})
+      if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h)))
+        uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
   };
-  uv_signal_init(loop, &sig.term);
-  uv_signal_init(loop, &sig.intr);
-  uv_signal_start(&sig.term, on_signal, SIGTERM);
-  uv_signal_start(&sig.intr, on_signal, SIGINT);
+  auto on_reload = [](uv_signal_t* s, int) {
+    auto* c = static_cast<Control*>(s->data);
+    stickyd::ConfigResult next = stickyd::load_config_file(c->config_path);
+    if (!next.config) {
+      for (const auto& e : next.errors)
+        stickyd::log::error("reload refused", {{"error", e.to_string()}});
+      stickyd::log::error("reload refused: keeping the running config",
+                          {{"errors", next.errors.size()}});
+      return;
+    }
+    c->server->reload(std::move(*next.config));
+  };
+  for (uv_signal_t* h : {&control.term, &control.intr, &control.hup}) {
+    uv_signal_init(loop, h);
+    h->data = &control;
+  }
+  uv_signal_start(&control.term, on_stop, SIGTERM);
+  uv_signal_start(&control.intr, on_stop, SIGINT);
+  uv_signal_start(&control.hup, on_reload, SIGHUP);
 
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);

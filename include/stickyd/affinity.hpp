@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace stickyd {
 
@@ -40,6 +41,13 @@ class AffinityTable {
   size_t expire(int64_t now_ms, size_t budget = 4096);
 
   size_t size() const { return map_.size(); }
+  void set_max_sessions(size_t n) { max_sessions_ = n ? n : 1; }
+  // Forgets every session of `backend` (removed by a reload).
+  size_t forget_backend(uint16_t backend);
+  // Sessions currently owned by `backend` (for least-connection balancing and the admin API).
+  uint32_t sessions_of(uint16_t backend) const {
+    return backend < per_backend_.size() ? per_backend_[backend] : 0;
+  }
   size_t pinned() const { return pinned_; }
   const Stats& stats() const { return stats_; }
   // Approximate heap bytes one entry costs (node, key, bucket), for docs and metrics.
@@ -64,12 +72,14 @@ class AffinityTable {
   void link_front(Entry* e);
   void unlink(Entry* e);
   void erase(Map::iterator it);
+  void count(uint16_t backend, int delta);
 
   Map map_;
   Entry* head_ = nullptr;
   Entry* tail_ = nullptr;
   size_t max_sessions_;
   size_t pinned_ = 0;
+  std::vector<uint32_t> per_backend_;
   Stats stats_;
 };
 

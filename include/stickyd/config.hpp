@@ -37,6 +37,9 @@ struct BackendConfig {
   std::string cookie;
   // Extra values this backend also answers to (e.g. the ones an old HAProxy setup issued).
   std::vector<std::string> cookie_aliases;
+  // Runtime only, never read from YAML: a backend a reload took out of the config. It keeps
+  // its slot (backend indexes never change while stickyd runs) and gets no traffic.
+  bool removed = false;
 };
 
 enum class SameSite { Unset, Strict, Lax, None };
@@ -107,7 +110,7 @@ struct ServerCookieConfig {
 // Stateless stickiness: the backend is encoded in the sid itself.
 struct SidTagConfig {
   bool enabled = false;           // the proxy tags new sids: "<cookie value><separator><sid>"
-  std::string separator = ".";    // one char of [.~_!*-]... see docs; not in any cookie value
+  std::string separator = ".";    // one char of . ~ ! * : and in no backend value
   // Also route sids that backends tag themselves through Socket.IO's generateId hook
   // ("<cookie value><separator><rest>"), and never re-tag them. Implied by `enabled`.
   bool accept_backend_tags = false;

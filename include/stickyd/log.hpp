@@ -25,6 +25,9 @@ void set_level(LogLevel level);
 bool enabled(LogLevel level);
 void write(LogLevel level, std::string_view event, std::initializer_list<Field> fields);
 
+// The same fields as one JSON object per line: {"ts":"...","event":"request",...}.
+void json_line(std::initializer_list<Field> fields);
+
 // Escaped form of untrusted bytes, truncated to `max` input bytes (with a trailing "...").
 std::string escape(std::string_view raw, size_t max = 256);
 

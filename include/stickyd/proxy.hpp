@@ -16,8 +16,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "stickyd/admin.hpp"
 #include "stickyd/config.hpp"
 #include "stickyd/engineio.hpp"
+#include "stickyd/health.hpp"
+#include "stickyd/metrics.hpp"
 #include "stickyd/http_head.hpp"
 #include "stickyd/net.hpp"
 #include "stickyd/router.hpp"
@@ -95,6 +98,8 @@ class ClientConn final : public Socket {
  public:
   explicit ClientConn(Server& server);
   void start();  // after uv_accept
+  bool idle() const { return state_ == State::Idle && pending_.empty(); }
+  void close_now() { abort(nullptr); }
 
   // Events from the UpstreamConn serving the current exchange.
   void upstream_connected();
@@ -147,10 +152,19 @@ class ClientConn final : public Socket {
   void on_request_complete();
   void acquire_upstream(bool allow_reuse);
   std::string build_upstream_head() const;
-  void write_response_head(const std::string* set_cookie);
+  // What the proxy changes in a response head on its way to the client.
+  struct ResponseEdit {
+    std::string backend_sid;    // a new sid as the backend wrote it...
+    std::string tagged_sid;     // ...and as the client gets it (proxy tagging), else empty
+    std::string inject_cookie;  // session Set-Cookie to add, else empty
+    const std::string* body = nullptr;  // replacement body: framing becomes Content-Length
+  };
+  void write_response_head(const ResponseEdit& edit);
   void finish_handshake_hold();
   void learn_and_cookie(std::string_view sid_from_cookie, const OpenPacket* open,
-                        std::string* set_cookie);
+                        ResponseEdit* edit);
+  std::string forwarded_cookie(std::string_view header) const;
+  void respond_engineio_session_unknown();
   void finish_exchange();
   void finish_upgrade_hold(bool give_up);
   void pin_learnt(std::string_view sid);
@@ -161,7 +175,11 @@ class ClientConn final : public Socket {
   void abort(const char* why);
   void close_gracefully();
   void update_reading();
-  void log_exchange(const char* outcome);
+  // Books the end of an exchange once: counters, metrics, access log, and (unless a tunnel
+  // keeps it) the session's pin.
+  void settle(const char* outcome, bool keep_pin = false);
+  void release_pin();
+  void release_session();  // pin and tunnel accounting, when the connection ends
 
   Server& server_;
   llhttp_t parser_;
@@ -193,44 +211,75 @@ class ClientConn final : public Socket {
   bool upstream_eof_ = false;  // tunnel half-close bookkeeping
   bool hold_gave_up_ = false;
   bool seen_bytes_ = false;    // some bytes of the current request arrived (for 408)
+  bool in_flight_ = false;     // counted in the backend's in_flight
+  bool settled_ = true;        // the current exchange's end has been booked
+  bool local_ = false;         // the current answer came from stickyd itself
+  bool local_answer_ = false;  // answered without a backend; the connection stays open
+  bool tunnel_counted_ = false;
+  uint64_t client_hash_ = 0;   // of the client address, for the `hash` policy
 };
 
-class Server {
+class Server final : public AdminModel {
  public:
-  Server(uv_loop_t* loop, const Config& config);
-  ~Server();
+  Server(uv_loop_t* loop, Config config);
+  ~Server() override;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  bool start();  // binds every listener; false (logged) when one fails
-  void stop();   // closes listeners and every connection
+  bool start();  // binds every listener (and the admin one); false (logged) when one fails
+  void stop();   // closes listeners and every connection now
+  // SIGTERM: stop accepting, close idle connections, let in-flight requests and tunnels run
+  // for up to `grace`, then stop(). `on_done` runs when everything is closed.
+  void drain(Millis grace);
+  // SIGHUP: applies a validated config in place. Backends are matched by name and keep their
+  // index; new ones are appended; removed ones stop getting traffic and lose their sessions.
+  // Listen addresses need a restart (a change is logged and ignored). Live sessions, pooled
+  // connections and tunnels are kept.
+  void reload(Config next);
 
   uv_loop_t* loop() const { return loop_; }
   const Config& config() const { return config_; }
   Router& router() { return router_; }
+  Metrics& metrics() { return metrics_; }
   int64_t now_ms() const { return static_cast<int64_t>(uv_now(loop_)); }
+  bool draining() const { return draining_; }
 
   // A parked connection to `backend` (reused = true), else a new connecting one.
   UpstreamConn* acquire_upstream(int backend, bool allow_reuse, bool& reused);
   void park_upstream(UpstreamConn* u);  // back to the pool, or closed when the pool is full
   void unpark(UpstreamConn* u);         // it closed while parked
+  void connect_result(int backend, bool ok);  // passive health marking
 
   void destroy(ClientConn* c);
   void destroy(UpstreamConn* u);
 
+  // AdminModel
+  std::vector<BackendStatus> backends() override;
+  bool set_state(std::string_view backend, AdminState s) override;
+  bool set_weight(std::string_view backend, uint32_t w) override;
+  void metrics_text(std::string& out) override;
+
  private:
   void on_connection(uv_stream_t* listener);
+  void on_health(int backend, Health h, const std::string& reason);
+  void maybe_finish_drain();
   static void sweep_cb(uv_timer_t* t);
+  static void grace_cb(uv_timer_t* t);
 
   uv_loop_t* loop_;
-  const Config& config_;
+  Config config_;  // reload assigns in place: every `const Config&` handed out stays valid
   Router router_;
+  Metrics metrics_;
+  std::unique_ptr<HealthChecker> health_;
+  std::unique_ptr<AdminServer> admin_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
   std::unordered_map<UpstreamConn*, std::unique_ptr<UpstreamConn>> upstreams_;
   std::vector<std::vector<UpstreamConn*>> idle_;  // per backend, most recent last
   uv_timer_t sweep_timer_;
+  uv_timer_t grace_timer_;
   bool stopped_ = false;
+  bool draining_ = false;
 };
 
 }  // namespace stickyd

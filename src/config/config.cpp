@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <unistd.h>
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
@@ -19,6 +21,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <stdexcept>
 #include <string_view>
 
 namespace stickyd {
@@ -225,6 +228,62 @@ bool is_backend_name(std::string_view s) {
   return true;
 }
 
+// RFC 6265 cookie-value characters (cookie-octet): visible ASCII except '"', ',', ';', '\\'.
+bool is_cookie_octets(std::string_view s) {
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\') return false;
+  }
+  return true;
+}
+
+// What a persistence value embedded in a sid may be made of: the base64url alphabet, which
+// is also what engine.io's own sids use.
+bool is_sid_tag_chars(std::string_view s) {
+  for (char c : s) {
+    if (!(is_alpha(c) || is_digit(c) || c == '_' || c == '-')) return false;
+  }
+  return true;
+}
+
+// Visible ASCII, no space: 0x21..0x7e.
+bool is_visible_ascii(std::string_view s) {
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u > 0x7e) return false;
+  }
+  return true;
+}
+
+// An HTTP field value we are willing to emit: visible ASCII, spaces and tabs (so no CR, LF,
+// NUL or other controls, and no obs-text).
+bool is_header_value(std::string_view s) {
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\t') continue;
+    if (u < 0x20 || u > 0x7e) return false;
+  }
+  return true;
+}
+
+// Response headers the proxy owns (framing and hop-by-hop): configuring them would corrupt
+// the response or the connection.
+bool is_managed_header(std::string_view name) {
+  static const char* const kManaged[] = {
+      "connection", "content-length", "keep-alive",        "proxy-connection",
+      "te",         "trailer",        "transfer-encoding", "upgrade"};
+  const std::string l = lower(name);
+  for (const char* m : kManaged) {
+    if (l == m) return true;
+  }
+  return false;
+}
+
+constexpr std::string_view kTagSeparators = ".~!*:";
+constexpr size_t kMaxCookieValue = 64;
+
+std::string ms_text(Millis d) { return std::to_string(d.count()) + "ms"; }
+
 // DNS host name: labels of [A-Za-z0-9-], not starting/ending with '-', total <= 253.
 bool is_dns_name(std::string_view s) {
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);
@@ -375,7 +434,9 @@ class Loader {
     return v;
   }
 
-  std::optional<Millis> get_duration(const YAML::Node& value, const YAML::Node& key) {
+  // A duration > 0, or >= 0 with allow_zero.
+  std::optional<Millis> get_duration(const YAML::Node& value, const YAML::Node& key,
+                                     bool allow_zero = false) {
     if (!value.IsScalar()) {
       error(where(value, key), "expected a duration (e.g. 500ms, 5s, 2m, 1h, 1d)");
       return std::nullopt;
@@ -386,7 +447,7 @@ class Loader {
                                    "' (expected e.g. 500ms, 5s, 2m, 1h, 1d)");
       return std::nullopt;
     }
-    if (d->count() <= 0) {
+    if (d->count() <= 0 && !allow_zero) {
       error(where(value, key), "duration must be greater than 0");
       return std::nullopt;
     }
@@ -440,6 +501,7 @@ class Loader {
     }
     bool have_listen = false;
     bool have_backends = false;
+    parse_socket_address("127.0.0.1:9901", cfg.admin.listen, true);
     walk_map(root, root.Mark(),
              {
                  {"listen",
@@ -462,9 +524,24 @@ class Loader {
                  {"limits",
                   [&](const YAML::Node& k, const YAML::Node& v) { load_limits(k, v, cfg); }},
                  {"log", [&](const YAML::Node& k, const YAML::Node& v) { load_log(k, v, cfg); }},
+                 {"access_log",
+                  [&](const YAML::Node& k, const YAML::Node& v) { load_access_log(k, v, cfg); }},
+                 {"balance",
+                  [&](const YAML::Node& k, const YAML::Node& v) { load_balance(k, v, cfg); }},
+                 {"sticky",
+                  [&](const YAML::Node& k, const YAML::Node& v) { load_sticky(k, v, cfg); }},
+                 {"health",
+                  [&](const YAML::Node& k, const YAML::Node& v) { load_health(k, v, cfg); }},
+                 {"admin",
+                  [&](const YAML::Node& k, const YAML::Node& v) { load_admin(k, v, cfg); }},
+                 {"headers",
+                  [&](const YAML::Node& k, const YAML::Node& v) { load_headers(k, v, cfg); }},
              });
     if (!have_listen) error(root.Mark(), "missing required key 'listen'");
     if (!have_backends) error(root.Mark(), "missing required key 'backends'");
+    // Checks across sections: the document may list them in any order.
+    check_server_cookie_name(cfg);
+    resolve_backend_cookies(cfg);
   }
 
   void load_listen(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
@@ -497,6 +574,7 @@ class Loader {
     std::map<std::string, int> names;  // name -> 1-based line of its first definition
     for (YAML::Node item : value) {
       BackendConfig backend;
+      BackendMarks marks;
       bool ok = true;
       bool have_name = false;
       bool have_address = false;
@@ -525,6 +603,7 @@ class Loader {
                    return;
                  }
                  backend.name = *s;
+                 marks.name = v.Mark();
                }},
               {"address",
                [&](const YAML::Node& k, const YAML::Node& v) {
@@ -545,6 +624,38 @@ class Loader {
                  }
                  backend.weight = static_cast<uint32_t>(*w);
                }},
+              // Values are checked in resolve_backend_cookies, once the sticky section (which
+              // decides the allowed characters and the defaults) is known.
+              {"cookie",
+               [&](const YAML::Node& k, const YAML::Node& v) {
+                 auto s = get_string(v, k);
+                 if (!s) {
+                   ok = false;
+                   return;
+                 }
+                 backend.cookie = *s;
+                 marks.cookie = v.Mark();
+               }},
+              {"cookie_aliases",
+               [&](const YAML::Node& k, const YAML::Node& v) {
+                 auto add = [&](const YAML::Node& n) {
+                   if (!n.IsScalar()) {
+                     error(n.Mark(), "expected a string");
+                     ok = false;
+                     return;
+                   }
+                   backend.cookie_aliases.push_back(n.Scalar());
+                   marks.aliases.push_back(n.Mark());
+                 };
+                 if (v.IsScalar()) {
+                   add(v);
+                 } else if (v.IsSequence()) {
+                   for (YAML::Node alias : v) add(alias);
+                 } else {
+                   error(where(v, k), "expected a string or a list of strings");
+                   ok = false;
+                 }
+               }},
           });
       if (!is_map) continue;
       if (!have_name) {
@@ -555,7 +666,10 @@ class Loader {
         error(item.Mark(), "backend is missing required key 'address'");
         ok = false;
       }
-      if (ok) cfg.backends.push_back(std::move(backend));
+      if (ok) {
+        cfg.backends.push_back(std::move(backend));
+        backend_marks_.push_back(std::move(marks));
+      }
     }
   }
 
@@ -758,7 +872,10 @@ class Loader {
     walk_map(value, where(value, key),
              {field("connect", cfg.timeouts.connect), field("client", cfg.timeouts.client),
               field("server", cfg.timeouts.server), field("tunnel", cfg.timeouts.tunnel),
-              field("backend_keepalive", cfg.timeouts.backend_keepalive)});
+              field("backend_keepalive", cfg.timeouts.backend_keepalive),
+              Field{"shutdown_grace", [&cfg, this](const YAML::Node& k, const YAML::Node& v) {
+                      if (auto d = get_duration(v, k, true)) cfg.shutdown_grace = *d;
+                    }}});
   }
 
   void load_affinity(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
@@ -854,7 +971,604 @@ class Loader {
              });
   }
 
+  void load_access_log(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+    if (auto b = as_bool(value)) {
+      cfg.access_log = *b;
+      cfg.access_log_json = false;
+      return;
+    }
+    if (!value.IsMap()) {
+      error(where(value, key), "expected true, false or a map");
+      return;
+    }
+    cfg.access_log = true;
+    walk_map(value, value.Mark(),
+             {
+                 {"format",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto s = get_string(v, k);
+                    if (!s) return;
+                    const std::string l = lower(*s);
+                    if (l == "text") {
+                      cfg.access_log_json = false;
+                    } else if (l == "json") {
+                      cfg.access_log_json = true;
+                    } else {
+                      error(v.Mark(),
+                            "invalid access log format '" + *s + "' (expected text or json)");
+                    }
+                  }},
+             });
+  }
+
+  void load_balance(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+    auto s = get_string(value, key);
+    if (!s) return;
+    const std::string l = lower(*s);
+    if (l == "round_robin") {
+      cfg.balance = BalancePolicy::RoundRobin;
+    } else if (l == "least_conn") {
+      cfg.balance = BalancePolicy::LeastConn;
+    } else if (l == "random") {
+      cfg.balance = BalancePolicy::Random;
+    } else if (l == "hash") {
+      cfg.balance = BalancePolicy::Hash;
+    } else {
+      error(value.Mark(),
+            "invalid balance '" + *s + "' (expected round_robin, least_conn, random or hash)");
+    }
+  }
+
+  // ---- sticky --------------------------------------------------------------------------------
+
+  void load_separator(const YAML::Node& key, const YAML::Node& value, std::string& out) {
+    auto s = get_string(value, key);
+    if (!s) return;
+    if (s->size() != 1 || kTagSeparators.find((*s)[0]) == std::string_view::npos) {
+      error(value.Mark(), "invalid separator '" + *s + "' (expected one of . ~ ! * :)");
+      return;
+    }
+    out = *s;
+  }
+
+  void load_sticky(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+    StickyConfig& st = cfg.sticky;
+    // tag_sids and backend_tags both describe SidTagConfig; they are combined at the end.
+    std::optional<SidTagConfig> tag_sids;
+    std::optional<SidTagConfig> backend_tags;
+    YAML::Mark tag_sids_key;
+    YAML::Mark backend_tags_key;
+    walk_map(value, where(value, key),
+             {
+                 {"secret",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto s = get_string(v, k);
+                    if (!s) {
+                      secret_bad_ = true;
+                      return;
+                    }
+                    if (s->size() < 16) {
+                      error(v.Mark(), "sticky secret must be at least 16 bytes long (got " +
+                                          std::to_string(s->size()) + ")");
+                      secret_bad_ = true;
+                      return;
+                    }
+                    st.secret = *s;
+                  }},
+                 {"on_down",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto s = get_string(v, k);
+                    if (!s) return;
+                    const std::string l = lower(*s);
+                    if (l == "redispatch") {
+                      st.strict = false;
+                    } else if (l == "strict") {
+                      st.strict = true;
+                    } else {
+                      error(v.Mark(),
+                            "invalid on_down '" + *s + "' (expected redispatch or strict)");
+                    }
+                  }},
+                 {"server_cookie",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    load_server_cookie(k, v, st.server_cookie);
+                  }},
+                 {"tag_sids",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    tag_sids_key = k.Mark();
+                    tag_sids = load_tag_sids(k, v);
+                  }},
+                 {"backend_tags",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    backend_tags_key = k.Mark();
+                    backend_tags = load_backend_tags(k, v);
+                  }},
+             });
+    const bool tag_on = tag_sids && (tag_sids->enabled || tag_sids->accept_backend_tags);
+    const bool backend_on = backend_tags && backend_tags->accept_backend_tags;
+    if (tag_on && backend_on) {
+      const bool tag_first = tag_sids_key.line < backend_tags_key.line ||
+                             (tag_sids_key.line == backend_tags_key.line &&
+                              tag_sids_key.column < backend_tags_key.column);
+      error(tag_first ? backend_tags_key : tag_sids_key,
+            "tag_sids and backend_tags cannot both be on (tag_sids already accepts the tags "
+            "backends make; keep one)");
+    } else if (backend_on) {
+      st.tag = *backend_tags;
+    } else if (tag_sids) {
+      st.tag = *tag_sids;
+    }
+  }
+
+  // `tag_sids: true|false|{enabled, separator, accept_backend_tags}`.
+  SidTagConfig load_tag_sids(const YAML::Node& key, const YAML::Node& value) {
+    SidTagConfig t;
+    if (auto b = as_bool(value)) {
+      t.enabled = *b;
+      t.accept_backend_tags = *b;
+      return t;
+    }
+    if (!value.IsMap()) {
+      error(where(value, key), "expected true, false or a map");
+      return t;
+    }
+    t.enabled = true;
+    std::optional<YAML::Mark> accept_false_at;
+    walk_map(value, value.Mark(),
+             {
+                 {"enabled",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto b = get_bool(v, k)) t.enabled = *b;
+                  }},
+                 {"separator", [&](const YAML::Node& k,
+                                   const YAML::Node& v) { load_separator(k, v, t.separator); }},
+                 {"accept_backend_tags",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto b = get_bool(v, k);
+                    if (!b) return;
+                    t.accept_backend_tags = *b;
+                    if (!*b) accept_false_at = v.Mark();
+                  }},
+             });
+    if (t.enabled) {
+      if (accept_false_at) {
+        error(*accept_false_at,
+              "accept_backend_tags cannot be false while tag_sids is enabled (a proxy that "
+              "tags sids always routes tagged ones)");
+      }
+      t.accept_backend_tags = true;
+    }
+    return t;
+  }
+
+  // `backend_tags: true|false|{separator}`: route sids tagged by the backends' generateId,
+  // without tagging any.
+  SidTagConfig load_backend_tags(const YAML::Node& key, const YAML::Node& value) {
+    SidTagConfig t;
+    if (auto b = as_bool(value)) {
+      t.accept_backend_tags = *b;
+      return t;
+    }
+    if (!value.IsMap()) {
+      error(where(value, key), "expected true, false or a map");
+      return t;
+    }
+    t.accept_backend_tags = true;
+    walk_map(value, value.Mark(),
+             {
+                 {"separator", [&](const YAML::Node& k,
+                                   const YAML::Node& v) { load_separator(k, v, t.separator); }},
+             });
+    return t;
+  }
+
+  void load_server_cookie(const YAML::Node& key, const YAML::Node& value, ServerCookieConfig& sc) {
+    if (auto b = as_bool(value)) {
+      sc.enabled = *b;
+      server_cookie_at_ = value.Mark();
+      return;
+    }
+    if (!value.IsMap()) {
+      error(where(value, key), "expected true, false or a map");
+      return;
+    }
+    sc.enabled = true;
+    server_cookie_at_ = value.Mark();
+    std::optional<YAML::Mark> indirect_at;
+    std::optional<YAML::Mark> preserve_at;
+    auto flag = [&](const char* name, bool& target, std::optional<YAML::Mark>* at) {
+      return Field{name, [this, &target, at](const YAML::Node& k, const YAML::Node& v) {
+                     if (auto b = get_bool(v, k)) {
+                       target = *b;
+                       if (at != nullptr) *at = v.Mark();
+                     }
+                   }};
+    };
+    auto duration = [&](const char* name, std::optional<Millis>& target) {
+      return Field{name, [this, &target](const YAML::Node& k, const YAML::Node& v) {
+                     if (auto d = get_duration(v, k)) target = *d;
+                   }};
+    };
+    walk_map(value, value.Mark(),
+             {
+                 {"name",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto s = get_string(v, k);
+                    if (!s) return;
+                    if (!is_token(*s)) {
+                      error(v.Mark(),
+                            "invalid cookie name '" + *s + "' (must be an RFC 6265 token)");
+                      return;
+                    }
+                    sc.name = *s;
+                    server_cookie_name_at_ = v.Mark();
+                  }},
+                 {"mode",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto s = get_string(v, k);
+                    if (!s) return;
+                    const std::string l = lower(*s);
+                    if (l == "insert") {
+                      sc.mode = ServerCookieMode::Insert;
+                    } else if (l == "prefix") {
+                      sc.mode = ServerCookieMode::Prefix;
+                    } else if (l == "rewrite") {
+                      sc.mode = ServerCookieMode::Rewrite;
+                    } else {
+                      error(v.Mark(), "invalid server cookie mode '" + *s +
+                                          "' (expected insert, prefix or rewrite)");
+                    }
+                  }},
+                 flag("indirect", sc.indirect, &indirect_at),
+                 flag("nocache", sc.nocache, nullptr),
+                 flag("preserve", sc.preserve, &preserve_at),
+                 flag("httponly", sc.httponly, nullptr),
+                 flag("secure", sc.secure, nullptr),
+                 {"domain",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto add = [&](const YAML::Node& n) {
+                      if (!n.IsScalar()) {
+                        error(n.Mark(), "expected a string");
+                        return;
+                      }
+                      if (!is_cookie_domain(n.Scalar())) {
+                        error(n.Mark(), "invalid cookie domain '" + n.Scalar() + "'");
+                        return;
+                      }
+                      sc.domains.push_back(n.Scalar());
+                    };
+                    if (v.IsScalar()) {
+                      add(v);
+                    } else if (v.IsSequence() && v.size() > 0) {
+                      for (YAML::Node d : v) add(d);
+                    } else {
+                      error(where(v, k), "expected a domain or a non-empty list of domains");
+                    }
+                  }},
+                 duration("maxidle", sc.maxidle),
+                 duration("maxlife", sc.maxlife),
+             });
+    // HAProxy refuses these combinations too.
+    if (sc.mode == ServerCookieMode::Rewrite && sc.indirect && indirect_at) {
+      error(*indirect_at, "indirect cannot be used with mode rewrite");
+    }
+    if (sc.preserve && sc.mode != ServerCookieMode::Insert && !sc.indirect && preserve_at) {
+      error(*preserve_at, "preserve requires mode insert or indirect: true");
+    }
+  }
+
+  // In insert and rewrite modes the proxy's cookie and the session cookie would be the same
+  // cookie; in prefix mode, prefixing the session cookie is the whole point.
+  void check_server_cookie_name(const Config& cfg) {
+    const ServerCookieConfig& sc = cfg.sticky.server_cookie;
+    if (!sc.enabled || sc.mode == ServerCookieMode::Prefix || sc.name != cfg.cookie.name) return;
+    const std::string mode = sc.mode == ServerCookieMode::Insert ? "insert" : "rewrite";
+    if (server_cookie_name_at_) {
+      error(*server_cookie_name_at_, "server cookie name '" + sc.name +
+                                         "' is the same as cookie.name: with mode " + mode +
+                                         " they would collide (choose another name)");
+    } else if (server_cookie_at_) {
+      error(*server_cookie_at_, "the default server cookie name '" + sc.name +
+                                    "' is the same as cookie.name: with mode " + mode +
+                                    " they would collide (set server_cookie.name)");
+    }
+  }
+
+  // Why `value` cannot be a backend's persistence value, or nullopt when it can.
+  static std::optional<std::string> cookie_value_problem(const std::string& value,
+                                                         const Config& cfg) {
+    const SidTagConfig& tag = cfg.sticky.tag;
+    const bool tagging = tag.enabled || tag.accept_backend_tags;
+    const std::string q = "cookie value '" + value + "'";
+    if (value.empty()) return std::string("cookie value must not be empty");
+    if (value.size() > kMaxCookieValue) {
+      return q + " is longer than " + std::to_string(kMaxCookieValue) + " bytes";
+    }
+    if (tagging) {
+      if (value.find(tag.separator) != std::string::npos) {
+        return q + " contains the sid tag separator '" + tag.separator + "'";
+      }
+      if (!is_sid_tag_chars(value)) {
+        return q + " may only contain A-Z a-z 0-9 _ - when sids are tagged (it is part of the sid)";
+      }
+    } else if (!is_cookie_octets(value)) {
+      return q +
+             " contains characters not allowed in a cookie value (RFC 6265: no spaces, "
+             "controls, '\"', ',', ';' or '\\')";
+    }
+    if (cfg.sticky.server_cookie.enabled && value.find_first_of("~|") != std::string::npos) {
+      return q + " must not contain '~' or '|' (server cookie delimiters, as in HAProxy)";
+    }
+    return std::nullopt;
+  }
+
+  // Fills in default cookie values, then checks every value and alias (own and across
+  // backends), each at its node; a defaulted value is reported at the backend's name.
+  void resolve_backend_cookies(Config& cfg) {
+    struct Entry {
+      const std::string* value;
+      YAML::Mark at;
+      size_t backend;
+      std::string note;  // how a defaulted value came about
+    };
+    std::vector<Entry> entries;
+    for (size_t i = 0; i < cfg.backends.size(); ++i) {
+      BackendConfig& b = cfg.backends[i];
+      const BackendMarks& m = backend_marks_[i];
+      if (m.cookie) {
+        entries.push_back(Entry{&b.cookie, *m.cookie, i, ""});
+      } else if (!cfg.sticky.secret.empty()) {
+        b.cookie = derive_cookie_value(cfg.sticky.secret, b.name);
+        entries.push_back(Entry{&b.cookie, m.name, i,
+                                " (derived from sticky.secret for backend '" + b.name + "')"});
+      } else {
+        b.cookie = b.name;
+        // With a bad secret the intended value is unknown: that error is enough.
+        if (!secret_bad_) {
+          entries.push_back(Entry{
+              &b.cookie, m.name, i,
+              " (backend '" + b.name + "' defaults to its name; set its cookie or sticky.secret)"});
+        }
+      }
+      for (size_t j = 0; j < b.cookie_aliases.size(); ++j) {
+        entries.push_back(Entry{&b.cookie_aliases[j], m.aliases[j], i, ""});
+      }
+    }
+    std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+      if (a.at.line != b.at.line) return a.at.line < b.at.line;
+      return a.at.column < b.at.column;
+    });
+    std::map<std::string, size_t> owner;  // value -> backend index
+    for (const Entry& e : entries) {
+      if (auto why = cookie_value_problem(*e.value, cfg)) {
+        error(e.at, *why + e.note);
+        continue;
+      }
+      auto [pos, inserted] = owner.emplace(*e.value, e.backend);
+      if (!inserted) {
+        error(e.at, "cookie value '" + *e.value + "' already used by backend '" +
+                        cfg.backends[pos->second].name + "'" + e.note);
+      }
+    }
+  }
+
+  // ---- health, admin, headers ----------------------------------------------------------------
+
+  void load_health(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+    HealthCheckConfig& h = cfg.health;
+    if (auto b = as_bool(value)) {
+      h.enabled = *b;
+      return;
+    }
+    if (!value.IsMap()) {
+      error(where(value, key), "expected true, false or a map");
+      return;
+    }
+    h.enabled = true;
+    std::optional<YAML::Mark> interval_at;
+    std::optional<YAML::Mark> timeout_at;
+    bool interval_bad = false;
+    bool timeout_bad = false;
+    auto count = [&](const char* name, uint32_t& target, int64_t min) {
+      return Field{name, [this, &target, min](const YAML::Node& k, const YAML::Node& v) {
+                     if (auto i = get_int(v, k, min, 100)) target = static_cast<uint32_t>(*i);
+                   }};
+    };
+    walk_map(value, value.Mark(),
+             {
+                 {"enabled",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto b = get_bool(v, k)) h.enabled = *b;
+                  }},
+                 {"method",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto s = get_string(v, k);
+                    if (!s) return;
+                    std::string u = *s;
+                    for (char& c : u) {
+                      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+                    }
+                    if (u != "GET" && u != "HEAD" && u != "OPTIONS") {
+                      error(v.Mark(), "invalid health check method '" + *s +
+                                          "' (expected GET, HEAD or OPTIONS)");
+                      return;
+                    }
+                    h.method = u;
+                  }},
+                 {"path",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto s = get_string(v, k);
+                    if (!s) return;
+                    if (s->empty() || (*s)[0] != '/') {
+                      error(v.Mark(), "health check path must start with '/'");
+                      return;
+                    }
+                    if (!is_visible_ascii(*s) || s->find('#') != std::string::npos) {
+                      error(v.Mark(),
+                            "health check path must not contain spaces, control characters or '#'");
+                      return;
+                    }
+                    h.path = *s;
+                  }},
+                 {"expect_status",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto i = as_int(v);
+                    if (!i || !(*i == 0 || (*i >= 100 && *i <= 599))) {
+                      error(where(v, k),
+                            "expected an HTTP status between 100 and 599, or 0 for any 2xx/3xx");
+                      return;
+                    }
+                    h.expect_status = static_cast<int>(*i);
+                  }},
+                 {"interval",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    interval_at = where(v, k);
+                    if (auto d = get_duration(v, k)) {
+                      h.interval = *d;
+                    } else {
+                      interval_bad = true;
+                    }
+                  }},
+                 {"timeout",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    timeout_at = where(v, k);
+                    if (auto d = get_duration(v, k)) {
+                      h.timeout = *d;
+                    } else {
+                      timeout_bad = true;
+                    }
+                  }},
+                 count("rise", h.rise, 1),
+                 count("fall", h.fall, 1),
+                 {"slow_start",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto d = get_duration(v, k, true)) h.slow_start = *d;
+                  }},
+                 count("passive_fall", h.passive_fall, 0),
+             });
+    if (interval_bad || timeout_bad || h.timeout <= h.interval) return;
+    const std::string why = "health check timeout (" + ms_text(h.timeout) +
+                            ") must not exceed interval (" + ms_text(h.interval) + ")";
+    if (timeout_at) {
+      error(*timeout_at, why);
+    } else if (interval_at) {
+      error(*interval_at, why);
+    }
+  }
+
+  void load_admin(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+    AdminConfig& a = cfg.admin;
+    if (auto b = as_bool(value)) {
+      a.enabled = *b;
+      return;
+    }
+    if (!value.IsMap()) {
+      error(where(value, key), "expected true, false or a map");
+      return;
+    }
+    a.enabled = true;
+    walk_map(value, value.Mark(),
+             {
+                 {"listen",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto addr = get_address(v, k, true)) a.listen = std::move(*addr);
+                  }},
+                 {"token",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto s = get_string(v, k);
+                    if (!s) return;
+                    if (!is_visible_ascii(*s)) {
+                      error(v.Mark(),
+                            "admin token may only contain visible ASCII characters "
+                            "(no spaces or controls)");
+                      return;
+                    }
+                    if (s->size() < 8) {
+                      error(v.Mark(), "admin token must be at least 8 characters long");
+                      return;
+                    }
+                    a.token = *s;
+                  }},
+             });
+  }
+
+  // {Name: value, Name2: [v1, v2]}: a list adds the header once per value.
+  void load_header_map(const YAML::Node& key, const YAML::Node& value,
+                       std::vector<HeaderSetting>& out) {
+    if (!value.IsMap()) {
+      error(where(value, key), "expected a map of header names to values");
+      return;
+    }
+    std::map<std::string, int> seen;  // lower-case name -> 1-based line of its first use
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      const YAML::Node k = it->first;
+      const YAML::Node v = it->second;
+      if (!k.IsScalar()) {
+        error(k.Mark(), "expected a string key");
+        continue;
+      }
+      const std::string& name = k.Scalar();
+      if (!is_token(name)) {
+        error(k.Mark(), "invalid header name '" + name + "' (must be an RFC 7230 token)");
+        continue;
+      }
+      if (is_managed_header(name)) {
+        error(k.Mark(), "header '" + name + "' is managed by the proxy and cannot be set");
+        continue;
+      }
+      auto [pos, inserted] = seen.emplace(lower(name), k.Mark().line + 1);
+      if (!inserted) {
+        error(k.Mark(), "duplicate header '" + name + "' (first at line " +
+                            std::to_string(pos->second) +
+                            "; names are case-insensitive, use a list for several values)");
+        continue;
+      }
+      auto add = [&](const YAML::Node& n) {
+        if (!n.IsScalar()) {
+          error(where(n, k), "expected a string");
+          return;
+        }
+        if (!is_header_value(n.Scalar())) {
+          error(n.Mark(), "invalid value for header '" + name +
+                              "' (only visible ASCII, spaces and tabs: no CR, LF or NUL)");
+          return;
+        }
+        out.push_back(HeaderSetting{name, n.Scalar()});
+      };
+      if (v.IsScalar()) {
+        add(v);
+      } else if (v.IsSequence() && v.size() > 0) {
+        for (YAML::Node item : v) add(item);
+      } else {
+        error(where(v, k), "expected a string or a non-empty list of strings");
+      }
+    }
+  }
+
+  void load_headers(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+    walk_map(value, where(value, key),
+             {
+                 {"handshake",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    load_header_map(k, v, cfg.headers.handshake);
+                  }},
+                 {"all", [&](const YAML::Node& k,
+                             const YAML::Node& v) { load_header_map(k, v, cfg.headers.all); }},
+             });
+  }
+
  private:
+  // Positions kept for the checks that need the whole document.
+  struct BackendMarks {
+    YAML::Mark name;
+    std::optional<YAML::Mark> cookie;  // explicit `cookie:` value
+    std::vector<YAML::Mark> aliases;   // parallel to BackendConfig::cookie_aliases
+  };
+  std::vector<BackendMarks> backend_marks_;  // parallel to Config::backends
+  bool secret_bad_ = false;
+  std::optional<YAML::Mark> server_cookie_at_;
+  std::optional<YAML::Mark> server_cookie_name_at_;
+
   std::string file_;
 };
 
@@ -1063,6 +1777,32 @@ std::optional<std::string> parse_socket_address(const std::string& text, SocketA
   freeaddrinfo(res);
   out = std::move(result);
   return std::nullopt;
+}
+
+std::string derive_cookie_value(const std::string& secret, const std::string& backend_name) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  static const unsigned char kNoKey = 0;  // OpenSSL wants a non-null key even when empty
+  const void* key = secret.empty() ? static_cast<const void*>(&kNoKey) : secret.data();
+  if (HMAC(EVP_sha256(), key, static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(backend_name.data()), backend_name.size(), mac,
+           &mac_len) == nullptr ||
+      mac_len < 12) {
+    throw std::runtime_error("HMAC-SHA256 failed");
+  }
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  out.reserve(16);
+  for (size_t i = 0; i < 12; i += 3) {  // 12 bytes = 4 whole groups: no padding
+    const uint32_t group = (static_cast<uint32_t>(mac[i]) << 16) |
+                           (static_cast<uint32_t>(mac[i + 1]) << 8) | mac[i + 2];
+    out += kAlphabet[(group >> 18) & 63];
+    out += kAlphabet[(group >> 12) & 63];
+    out += kAlphabet[(group >> 6) & 63];
+    out += kAlphabet[group & 63];
+  }
+  return out;
 }
 
 ConfigResult load_config_string(const std::string& yaml, const std::string& name) {

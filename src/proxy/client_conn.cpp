@@ -13,6 +13,7 @@
 #include "stickyd/cookie.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
+#include "stickyd/rewrite.hpp"
 #include "stickyd/ws_frame.hpp"
 
 namespace stickyd {
@@ -66,6 +67,7 @@ ClientConn::ClientConn(Server& server) : Socket(server.loop()), server_(server) 
 void ClientConn::start() {
   uv_tcp_nodelay(tcp(), 1);
   peer_ip_ = peer_ip(tcp());
+  client_hash_ = hash_bytes(peer_ip_);
   set_deadline(server_.config().timeouts.client);
   start_reading();
 }
@@ -82,6 +84,9 @@ int ClientConn::cb_message_begin(llhttp_t* p) {
   self->error_status_ = 0;
   self->bytes_to_client_ = 0;
   self->route_ = Route{};
+  self->settled_ = false;
+  self->local_ = false;
+  self->local_answer_ = false;
   return 0;
 }
 
@@ -132,6 +137,7 @@ int ClientConn::cb_message_complete(llhttp_t* p) {
 void ClientConn::on_read(const char* data, size_t len) {
   if (state_ == State::Tunnel) {
     set_deadline(server_.config().timeouts.tunnel);
+    server_.metrics().bytes_to_backend(route_.backend, len);
     if (upstream_ && !upstream_->send(std::string_view(data, len))) abort("backend write failed");
     update_reading();
     return;
@@ -224,14 +230,21 @@ void ClientConn::on_request_head() {
     return;
   }
   std::string cookies = head_.join("cookie", "; ");
-  route_ = server_.router().route(target, cookies, server_.now_ms());
+  route_ = server_.router().route(target, cookies, client_hash_, server_.now_ms());
+  if (route_.local_status == 400) {
+    log::info("session's backend gone: client told to re-handshake", {{"client", peer_ip_},
+                                                                      {"sid", route_.key}});
+    respond_engineio_session_unknown();
+    return;
+  }
   if (route_.backend < 0) {
     log::warn("no backend usable", {{"client", peer_ip_}});
     respond_local(503, reason_phrase(503), "no backend available");
     return;
   }
-  server_.router().pin(route_, server_.now_ms());
-  pinned_ = route_.via == RouteVia::Table;
+  pinned_ = server_.router().pin(route_, server_.now_ms());
+  ++server_.router().backend(route_.backend).in_flight;
+  in_flight_ = true;
   request_head_ = build_upstream_head();
   early_body_.clear();
   acquire_upstream(true);
@@ -243,7 +256,10 @@ std::string ClientConn::build_upstream_head() const {
   out.append(llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(
       const_cast<llhttp_t*>(&parser_)))));
   out += ' ';
-  out.append(head_.start());
+  if (route_.strip_tag && route_.source == KeySource::Query)
+    out.append(replace_query_param(head_.start(), "sid", route_.key));  // the backend's own sid
+  else
+    out.append(head_.start());
   out.append(llhttp_get_http_minor(const_cast<llhttp_t*>(&parser_)) == 0 ? " HTTP/1.0\r\n"
                                                                           : " HTTP/1.1\r\n");
   std::string forwarded_for;
@@ -256,6 +272,12 @@ std::string ClientConn::build_upstream_head() const {
       continue;
     }
     if (iequals(n, "x-forwarded-proto")) continue;  // we say how the client reached us
+    if (iequals(n, "cookie") && (route_.strip_tag || route_.strip_prefix ||
+                                 route_.strip_server_cookie)) {
+      std::string c = forwarded_cookie(head_.value(i));
+      if (!c.empty()) append_field(out, n, c);
+      continue;
+    }
     append_field(out, n, head_.value(i));
   }
   if (!peer_ip_.empty()) {
@@ -270,6 +292,28 @@ std::string ClientConn::build_upstream_head() const {
   }
   out.append("\r\n");
   return out;
+}
+
+std::string ClientConn::forwarded_cookie(std::string_view header) const {
+  const Config& cfg = server_.config();
+  std::string c(header);
+  const Persistence& p = server_.router().persistence();
+  if (route_.strip_tag) {
+    c = edit_cookie_header(c, cfg.cookie.name, [&](std::string_view v) -> std::optional<std::string> {
+      if (auto t = p.parse_tag(v)) return std::string(t->untagged);
+      return std::string(v);
+    });
+  }
+  const ServerCookieConfig& sc = cfg.sticky.server_cookie;
+  if (route_.strip_prefix) {
+    c = edit_cookie_header(c, sc.name, [](std::string_view v) -> std::optional<std::string> {
+      size_t tilde = v.find('~');
+      return std::string(tilde == std::string_view::npos ? v : v.substr(tilde + 1));
+    });
+  }
+  if (route_.strip_server_cookie)
+    c = edit_cookie_header(c, sc.name, [](std::string_view) { return std::nullopt; });
+  return c;
 }
 
 void ClientConn::acquire_upstream(bool allow_reuse) {
@@ -301,6 +345,8 @@ void ClientConn::upstream_connected() {
 
 void ClientConn::on_request_body(const char* p, size_t n) {
   set_deadline(server_.config().timeouts.client);  // a client silent mid-body times out
+  if (local_answer_) return;  // answered already; the body has nowhere to go
+  server_.metrics().bytes_to_backend(route_.backend, n);
   if (state_ == State::Connecting) {
     early_body_.append(p, n);
   } else if (upstream_) {
@@ -313,6 +359,10 @@ void ClientConn::on_request_complete() {
   request_done_ = true;
   keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
   clear_deadline();  // from here the backend's timeout applies
+  if (local_answer_) {
+    finish_exchange();
+    return;
+  }
   update_reading();
 }
 
@@ -353,33 +403,96 @@ void ClientConn::upstream_head() {
     hold_body_.clear();
     return;
   }
+  ResponseEdit edit;
   if (route_.handshake && st == 200) {
+    // A body we cannot read (compressed): learn from the node's cookie if it sent one; no
+    // tagging, since the open packet the client reads would disagree with the cookie.
     std::string_view from_cookie = session_cookie_in(upstream_->head());
     if (!from_cookie.empty()) learn_and_cookie(from_cookie, nullptr, nullptr);
-    else
-      log::warn("handshake sid not learnt", {{"reason", "compressed or bodiless response"}});
+    else log::warn("handshake sid not learnt", {{"reason", "compressed or bodiless response"}});
   }
   state_ = State::Responding;
-  write_response_head(nullptr);
+  write_response_head(edit);
 }
 
-void ClientConn::write_response_head(const std::string* set_cookie) {
+void ClientConn::write_response_head(const ResponseEdit& edit) {
   const HttpHead& h = upstream_->head();
+  const Config& cfg = server_.config();
+  const ServerCookieConfig& sc = cfg.sticky.server_cookie;
+  const Persistence& persistence = server_.router().persistence();
+  int64_t now_s = server_.now_ms() / 1000;
   int st = upstream_->status();
   bool upgrade = st == 101;
   if (!upgrade && (!keep_alive_ || upstream_->response_needs_eof() ||
                    llhttp_get_http_minor(&parser_) == 0))
     close_after_response_ = true;
+  auto prefixed = [&](std::string_view value) {
+    const BackendConfig& b = cfg.backends[static_cast<size_t>(route_.backend)];
+    return (b.cookie.empty() ? b.name : b.cookie) + "~" + std::string(value);
+  };
   std::string out;
-  out.reserve(h.size() + 128);
+  out.reserve(h.size() + 256);
   out.append(upstream_->http_minor() == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
   out.append(std::to_string(st));
   out += ' ';
   out.append(h.start());
   out.append("\r\n");
-  for (size_t i = 0; i < h.count(); ++i)
-    if (!h.is_hop_by_hop(i)) append_field(out, h.name(i), h.value(i));
-  if (set_cookie && !set_cookie->empty()) append_field(out, "Set-Cookie", *set_cookie);
+  bool server_set_cookie = false;  // insert+preserve: the node set the server cookie itself
+  bool has_cache_control = false;
+  for (size_t i = 0; i < h.count(); ++i) {
+    if (h.is_hop_by_hop(i)) continue;
+    std::string_view n = h.name(i);
+    std::string_view v = h.value(i);
+    if (edit.body && (iequals(n, "content-length") || iequals(n, "transfer-encoding"))) continue;
+    if (iequals(n, "cache-control")) has_cache_control = true;
+    if (iequals(n, "set-cookie")) {
+      auto pair = parse_set_cookie_pair(v);
+      std::string rewritten;
+      if (pair && pair->name == cfg.cookie.name && !edit.tagged_sid.empty() &&
+          pair->value == edit.backend_sid) {
+        rewritten = replace_set_cookie_value(v, edit.tagged_sid);
+        v = rewritten;
+        pair = parse_set_cookie_pair(v);
+      }
+      if (pair && sc.enabled && pair->name == sc.name) {
+        if (sc.mode == ServerCookieMode::Insert) {
+          if (!sc.preserve) continue;  // ours replaces it
+          server_set_cookie = true;
+        } else if (sc.mode == ServerCookieMode::Rewrite) {
+          rewritten = replace_set_cookie_value(
+              v, persistence.server_cookie_value(route_.backend, now_s, route_.server_cookie_first_seen));
+          v = rewritten;
+        } else {
+          rewritten = replace_set_cookie_value(v, prefixed(pair->value));
+          v = rewritten;
+        }
+      }
+      append_field(out, n, v);
+      continue;
+    }
+    append_field(out, n, v);
+  }
+  if (edit.body) append_field(out, "Content-Length", std::to_string(edit.body->size()));
+  if (!edit.inject_cookie.empty()) {
+    if (sc.enabled && sc.mode == ServerCookieMode::Prefix && sc.name == cfg.cookie.name) {
+      auto pair = parse_set_cookie_pair(edit.inject_cookie);
+      append_field(out, "Set-Cookie",
+                   pair ? replace_set_cookie_value(edit.inject_cookie, prefixed(pair->value))
+                        : edit.inject_cookie);
+    } else {
+      append_field(out, "Set-Cookie", edit.inject_cookie);
+    }
+  }
+  if (sc.enabled && sc.mode == ServerCookieMode::Insert && !server_set_cookie &&
+      (!route_.server_cookie_ok || route_.refresh_server_cookie)) {
+    append_field(out, "Set-Cookie",
+                 persistence.insert_set_cookie(route_.backend, now_s, route_.server_cookie_first_seen));
+    // nocache: a shared cache must not hand this cookie to other clients.
+    if (sc.nocache && !has_cache_control) append_field(out, "Cache-Control", "private");
+  }
+  for (const HeaderSetting& hs : cfg.headers.all) append_field(out, hs.name, hs.value);
+  if (route_.handshake && (st == 200 || st == 101))
+    for (const HeaderSetting& hs : cfg.headers.handshake) append_field(out, hs.name, hs.value);
   if (upgrade) {
     append_field(out, "Connection", "Upgrade");
     append_field(out, "Upgrade", h.get("upgrade"));
@@ -400,7 +513,7 @@ void ClientConn::upstream_body(const char* raw, size_t n) {
       log::warn("handshake response too large to learn the sid",
                 {{"backend", server_.router().backend(route_.backend).config.name}});
       state_ = State::Responding;
-      write_response_head(nullptr);
+      write_response_head(ResponseEdit{});
       if (state_ == State::Closing) return;
       std::string held;
       held.swap(hold_raw_);
@@ -425,26 +538,35 @@ void ClientConn::upstream_decoded(const char* data, size_t n) {
 }
 
 void ClientConn::learn_and_cookie(std::string_view sid_from_cookie, const OpenPacket* open,
-                                  std::string* set_cookie) {
+                                  ResponseEdit* edit) {
   const CookieConfig& cc = server_.config().cookie;
   std::string_view sid = !sid_from_cookie.empty() ? sid_from_cookie
                          : open                   ? std::string_view(open->sid)
                                                   : std::string_view();
+  const std::string& backend = server_.router().backend(route_.backend).config.name;
   if (sid.empty()) {
-    log::warn("handshake sid not found",
-              {{"backend", server_.router().backend(route_.backend).config.name}});
+    log::warn("handshake sid not found", {{"backend", backend}});
     return;
   }
   server_.router().learn(sid, route_.backend, open, server_.now_ms());
+  server_.metrics().handshake(route_.backend);
   log::debug("sid learnt", {{"sid", sid},
-                            {"backend", server_.router().backend(route_.backend).config.name},
+                            {"backend", backend},
                             {"from", sid_from_cookie.empty() ? "open-packet" : "set-cookie"}});
-  if (!cc.inject || !sid_from_cookie.empty() || !set_cookie) return;
-  if (!is_reflectable_sid(sid)) {
+  if (!edit) return;
+  std::string value(sid);
+  const Persistence& p = server_.router().persistence();
+  if (p.proxy_tags() && open && is_reflectable_sid(sid)) {
+    edit->backend_sid = std::string(sid);
+    edit->tagged_sid = p.tag(route_.backend, sid);
+    value = edit->tagged_sid;
+  }
+  if (!cc.inject || !sid_from_cookie.empty()) return;
+  if (!is_reflectable_sid(value)) {
     log::warn("sid not reflected into a cookie: unsafe characters", {{"sid", sid}});
     return;
   }
-  if (std::optional<std::string> v = serialize_set_cookie(cc, sid)) *set_cookie = std::move(*v);
+  if (std::optional<std::string> v = serialize_set_cookie(cc, value)) edit->inject_cookie = std::move(*v);
 }
 
 void ClientConn::finish_handshake_hold() {
@@ -454,13 +576,24 @@ void ClientConn::finish_handshake_hold() {
     log::warn("handshake without a readable open packet",
               {{"backend", server_.router().backend(route_.backend).config.name},
                {"body", hold_body_}});
-  std::string set_cookie;
-  learn_and_cookie(from_cookie, open ? &*open : nullptr, &set_cookie);
+  ResponseEdit edit;
+  learn_and_cookie(from_cookie, open ? &*open : nullptr, &edit);
+  std::string body;
+  if (!edit.tagged_sid.empty()) {
+    if (auto b = replace_open_packet_sid(hold_body_, edit.backend_sid, edit.tagged_sid)) {
+      body = std::move(*b);
+      edit.body = &body;
+    } else {
+      log::warn("open packet not tagged: sid not found in it", {{"sid", edit.backend_sid}});
+      edit.tagged_sid.clear();
+    }
+  }
   state_ = State::Responding;
-  write_response_head(&set_cookie);
+  write_response_head(edit);
   if (state_ == State::Closing) return;
   std::string held;
-  held.swap(hold_raw_);
+  held.swap(edit.body ? body : hold_raw_);
+  std::string().swap(hold_raw_);
   std::string().swap(hold_body_);
   bytes_to_client_ += held.size();
   if (!send(held)) abort("client write failed");
@@ -472,7 +605,7 @@ void ClientConn::upstream_complete() {
     finish_handshake_hold();
     if (state_ == State::Closing) return;
   } else if (!head_sent_) {
-    write_response_head(nullptr);  // e.g. a response with no body bytes at all
+    write_response_head(ResponseEdit{});  // e.g. a response with no body bytes at all
     if (state_ == State::Closing) return;
   }
   release_upstream(request_done_);
@@ -482,11 +615,7 @@ void ClientConn::upstream_complete() {
   }
   // The backend answered before the request body ended: the rest of the body has nowhere
   // to go, so this connection ends with this response.
-  log_exchange("early-response");
-  if (pinned_) {
-    server_.router().unpin(route_, server_.now_ms());
-    pinned_ = false;
-  }
+  settle("early-response");
   close_gracefully();
 }
 
@@ -504,15 +633,11 @@ void ClientConn::release_upstream(bool keep) {
 }
 
 void ClientConn::finish_exchange() {
-  if (pinned_) {
-    server_.router().unpin(route_, server_.now_ms());
-    pinned_ = false;
-  }
-  log_exchange("done");
+  settle("done");
   state_ = State::Idle;
   request_done_ = false;
   pause_ = Pause::None;
-  if (close_after_response_ || !keep_alive_) {
+  if (close_after_response_ || !keep_alive_ || server_.draining()) {
     close_gracefully();
     return;
   }
@@ -541,10 +666,10 @@ void ClientConn::upstream_upgraded(const char* rest, size_t n) {
   upstream_->begin_tunnel(this);
   if (route_.handshake) {
     // Websocket-first handshake. With `cookie: true` the backend names the sid in its 101;
-    // otherwise the sid is in the open packet, the first frame after the 101. Hold the 101
-    // until that frame arrives so the sid is learnt and the cookie can still be added.
+    // otherwise (or to tag it) the sid is in the open packet, the first frame after the 101.
+    // Hold the 101 until that frame arrives so the sid is learnt and the cookie still added.
     std::string_view from_cookie = session_cookie_in(upstream_->head());
-    if (from_cookie.empty()) {
+    if (from_cookie.empty() || server_.router().persistence().proxy_tags()) {
       state_ = State::HoldingUpgrade;
       hold_raw_.assign(rest, n);
       set_deadline(server_.config().timeouts.server);
@@ -554,7 +679,7 @@ void ClientConn::upstream_upgraded(const char* rest, size_t n) {
     learn_and_cookie(from_cookie, nullptr, nullptr);
     pin_learnt(from_cookie);
   }
-  write_response_head(nullptr);
+  write_response_head(ResponseEdit{});
   if (state_ == State::Closing) return;
   start_tunnel(std::string_view(rest, n));
 }
@@ -563,21 +688,31 @@ void ClientConn::finish_upgrade_hold(bool give_up) {
   size_t max = server_.config().limits.max_handshake_body;
   WsFrameScan scan = scan_first_ws_frame(hold_raw_, max);
   if (scan.status == WsFrameScan::NeedMore && hold_raw_.size() <= max && !give_up) return;
-  std::string set_cookie;
   std::optional<OpenPacket> open;
   if (scan.status == WsFrameScan::Text) open = parse_open_packet_ws(scan.payload);
+  ResponseEdit edit;
+  std::string out;  // what follows the 101
   if (open) {
-    learn_and_cookie({}, &*open, &set_cookie);
+    learn_and_cookie(session_cookie_in(upstream_->head()), &*open, &edit);
     pin_learnt(open->sid);
+    if (!edit.tagged_sid.empty()) {
+      if (auto p = replace_open_packet_sid(scan.payload, edit.backend_sid, edit.tagged_sid)) {
+        size_t frame_end = static_cast<size_t>(scan.payload.data() - hold_raw_.data()) + scan.payload.size();
+        out = server_text_frame(*p);
+        out.append(hold_raw_, frame_end, std::string::npos);
+      } else {
+        edit.tagged_sid.clear();
+      }
+    }
   } else {
     log::warn("websocket handshake without a readable open packet",
               {{"backend", server_.router().backend(route_.backend).config.name}});
   }
-  write_response_head(&set_cookie);
+  if (out.empty()) out.swap(hold_raw_);
+  std::string().swap(hold_raw_);
+  write_response_head(edit);
   if (state_ == State::Closing) return;
-  std::string held;
-  held.swap(hold_raw_);
-  start_tunnel(held);
+  start_tunnel(out);
 }
 
 void ClientConn::pin_learnt(std::string_view sid) {
@@ -598,7 +733,10 @@ std::string_view ClientConn::session_cookie_in(const HttpHead& h) const {
 
 void ClientConn::start_tunnel(std::string_view from_backend) {
   state_ = State::Tunnel;
-  log_exchange("tunnel");
+  settle("tunnel", /*keep_pin=*/true);
+  ++server_.router().backend(route_.backend).tunnels;
+  server_.metrics().tunnel_opened(route_.backend);
+  tunnel_counted_ = true;
   head_.release();
   upstream_->release_head();
   set_deadline(server_.config().timeouts.tunnel);
@@ -677,6 +815,7 @@ void ClientConn::upstream_tunnel_data(const char* data, size_t n) {
     return;
   }
   set_deadline(server_.config().timeouts.tunnel);
+  server_.metrics().bytes_to_client(route_.backend, n);
   if (!send(std::string_view(data, n))) {
     abort("client write failed");
     return;
@@ -716,11 +855,8 @@ void ClientConn::respond_local(int status, std::string_view reason, std::string_
   head_sent_ = true;
   bytes_to_client_ = body.size();
   send(out);
-  if (pinned_) {
-    server_.router().unpin(route_, server_.now_ms());
-    pinned_ = false;
-  }
-  log_exchange("local");
+  local_ = true;
+  settle("local");
   close_gracefully();
 }
 
@@ -741,10 +877,8 @@ void ClientConn::close_gracefully() {
 
 void ClientConn::abort(const char* why) {
   if (why) log::debug("connection aborted", {{"client", peer_ip_}, {"why", why}});
-  if (pinned_) {
-    server_.router().unpin(route_, server_.now_ms());
-    pinned_ = false;
-  }
+  settle("aborted");
+  release_session();
   release_upstream(false);
   state_ = State::Closing;
   close();
@@ -768,20 +902,78 @@ void ClientConn::update_reading() {
   if (want) start_reading(); else stop_reading();
 }
 
-void ClientConn::log_exchange(const char* outcome) {
-  if (!log::enabled(LogLevel::Debug)) return;
-  std::string backend =
-      route_.backend >= 0 ? server_.router().backend(route_.backend).config.name : "-";
-  log::debug("request", {{"client", peer_ip_},
-                         {"target", head_.start()},
-                         {"status", status_},
-                         {"backend", backend},
-                         {"sid", route_.key},
-                         {"key", to_string(route_.source)},
-                         {"via", to_string(route_.via)},
-                         {"bytes", bytes_to_client_},
-                         {"ms", server_.now_ms() - started_ms_},
-                         {"outcome", outcome}});
+void ClientConn::settle(const char* outcome, bool keep_pin) {
+  if (!keep_pin) release_pin();
+  if (settled_) return;
+  settled_ = true;
+  Router& router = server_.router();
+  if (in_flight_) {
+    --router.backend(route_.backend).in_flight;
+    in_flight_ = false;
+  }
+  Metrics& m = server_.metrics();
+  int64_t ms = server_.now_ms() - started_ms_;
+  if (local_) m.local_response(route_.backend, status_);
+  else if (status_) m.response(route_.backend, status_);
+  m.bytes_to_client(route_.backend, bytes_to_client_);
+  m.observe_latency(static_cast<double>(ms) / 1000.0);
+  const Config& cfg = server_.config();
+  if (!cfg.access_log && !log::enabled(LogLevel::Debug)) return;
+  std::string backend = route_.backend >= 0 ? router.backend(route_.backend).config.name : "-";
+  const char* method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(&parser_)));
+  std::initializer_list<log::Field> fields = {
+      {"client", peer_ip_},        {"method", method},
+      {"target", head_.start()},   {"status", status_},
+      {"backend", backend},        {"sid", route_.key},
+      {"key", to_string(route_.source)}, {"via", to_string(route_.via)},
+      {"bytes", bytes_to_client_}, {"ms", ms},
+      {"outcome", outcome}};
+  if (cfg.access_log && cfg.access_log_json) log::json_line(fields);
+  else log::write(cfg.access_log ? LogLevel::Info : LogLevel::Debug, "request", fields);
+}
+
+void ClientConn::release_pin() {
+  if (pinned_) {
+    server_.router().unpin(route_, server_.now_ms());
+    pinned_ = false;
+  }
+}
+
+void ClientConn::release_session() {
+  release_pin();
+  if (tunnel_counted_) {
+    --server_.router().backend(route_.backend).tunnels;
+    server_.metrics().tunnel_closed(route_.backend);
+    tunnel_counted_ = false;
+  }
+}
+
+void ClientConn::respond_engineio_session_unknown() {
+  // Exactly what engine.io answers for a sid it does not know: the client re-handshakes.
+  static constexpr std::string_view body = R"({"code":1,"message":"Session ID unknown"})";
+  status_ = 400;
+  local_ = true;
+  std::string out = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ";
+  out += std::to_string(body.size());
+  std::string_view origin = head_.get("origin");
+  if (!origin.empty()) {
+    // Browsers only let the client read the error with CORS headers, as engine.io sends them.
+    out += "\r\nAccess-Control-Allow-Origin: ";
+    out += origin;
+    out += "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin";
+  }
+  out += "\r\n\r\n";
+  out += body;
+  head_sent_ = true;
+  bytes_to_client_ = body.size();
+  if (!send(out)) {
+    abort("client write failed");
+    return;
+  }
+  // The rest of the request (a POST body) is read and dropped; then the connection goes on.
+  state_ = State::Responding;
+  local_answer_ = true;
+  if (request_done_) finish_exchange();
 }
 
 // ---------------------------------------------------------------- socket events
@@ -864,10 +1056,9 @@ void ClientConn::on_deadline() {
 }
 
 void ClientConn::on_closed() {
-  if (pinned_) {
-    server_.router().unpin(route_, server_.now_ms());
-    pinned_ = false;
-  }
+  settle("closed");
+  release_session();
+  server_.metrics().client_closed();
   if (upstream_) {
     UpstreamConn* u = upstream_;
     upstream_ = nullptr;

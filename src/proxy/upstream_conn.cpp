@@ -43,7 +43,7 @@ void UpstreamConn::connect_cb(uv_connect_t* req, int status) {
   if (status == UV_ECANCELED || self->closing()) return;
   self->clear_deadline();
   if (status < 0) {
-    self->server_.router().connect_failed(self->backend_, self->server_.now_ms());
+    self->server_.connect_result(self->backend_, false);
     ClientConn* c = self->client_;
     self->client_ = nullptr;
     self->close();
@@ -51,7 +51,7 @@ void UpstreamConn::connect_cb(uv_connect_t* req, int status) {
     return;
   }
   self->connected_ = true;
-  self->server_.router().connect_succeeded(self->backend_);
+  self->server_.connect_result(self->backend_, true);
   self->start_reading();
   if (self->client_) self->client_->upstream_connected();
 }
@@ -161,6 +161,10 @@ void UpstreamConn::execute(const char* data, size_t len) {
 }
 
 void UpstreamConn::fail(int status) {
+  // A reset before any response byte counts against the node's health, like a refused
+  // connect; an EOF does not (nodes close idle keep-alive connections).
+  if (status == UV_ECONNRESET && connected_ && client_ && !in_body_ && pause_ == Pause::None)
+    server_.connect_result(backend_, false);
   broken_ = true;
   ClientConn* c = client_;
   client_ = nullptr;
@@ -217,7 +221,7 @@ void UpstreamConn::on_deadline() {
   if (!connected_) {
     log::warn("backend connect timeout",
               {{"backend", server_.router().backend(backend_).config.name}});
-    server_.router().connect_failed(backend_, server_.now_ms());
+    server_.connect_result(backend_, false);
     ClientConn* c = client_;
     client_ = nullptr;
     close();

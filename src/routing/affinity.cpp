@@ -18,8 +18,14 @@ void AffinityTable::unlink(Entry* e) {
   e->prev = e->next = nullptr;
 }
 
+void AffinityTable::count(uint16_t backend, int delta) {
+  if (backend >= per_backend_.size()) per_backend_.resize(backend + 1u, 0);
+  per_backend_[backend] = static_cast<uint32_t>(static_cast<int64_t>(per_backend_[backend]) + delta);
+}
+
 void AffinityTable::erase(Map::iterator it) {
   Entry& e = it->second;
+  count(e.backend, -1);
   if (e.pins == 0) unlink(&e); else --pinned_;
   map_.erase(it);
 }
@@ -35,11 +41,17 @@ void AffinityTable::learn(std::string_view sid, uint16_t backend, int64_t idle_m
     }
     it = map_.emplace(std::string(sid), Entry{}).first;
     it->second.key = &it->first;
+    it->second.backend = backend;
+    count(backend, +1);
     link_front(&it->second);
     ++stats_.learnt;
-  } else if (it->second.pins == 0) {
-    unlink(&it->second);
-    link_front(&it->second);
+  } else {
+    if (it->second.pins == 0) {
+      unlink(&it->second);
+      link_front(&it->second);
+    }
+    count(it->second.backend, -1);
+    count(backend, +1);
   }
   Entry& e = it->second;
   e.backend = backend;
@@ -91,6 +103,21 @@ void AffinityTable::unpin(std::string_view sid, int64_t now_ms) {
 void AffinityTable::forget(std::string_view sid) {
   auto it = map_.find(sid);
   if (it != map_.end()) erase(it);
+}
+
+size_t AffinityTable::forget_backend(uint16_t backend) {
+  size_t n = 0;
+  for (auto it = map_.begin(); it != map_.end();) {
+    if (it->second.backend == backend) {
+      auto next = std::next(it);
+      erase(it);
+      it = next;
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
 }
 
 size_t AffinityTable::expire(int64_t now_ms, size_t budget) {

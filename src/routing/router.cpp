@@ -11,6 +11,7 @@ const char* to_string(KeySource s) {
     case KeySource::None: return "none";
     case KeySource::Query: return "sid";
     case KeySource::Cookie: return "cookie";
+    case KeySource::ServerCookie: return "server-cookie";
   }
   return "?";
 }
@@ -18,67 +19,161 @@ const char* to_string(KeySource s) {
 const char* to_string(RouteVia v) {
   switch (v) {
     case RouteVia::Table: return "table";
+    case RouteVia::Tag: return "tag";
+    case RouteVia::ServerCookie: return "server-cookie";
     case RouteVia::Balance: return "balance";
     case RouteVia::UnknownKey: return "unknown-key";
+    case RouteVia::Redispatch: return "redispatch";
   }
   return "?";
 }
 
 Router::Router(const Config& cfg)
-    : cfg_(cfg), balancer_(make_round_robin()), table_(cfg.affinity.max_sessions) {
-  for (const BackendConfig& b : cfg.backends) backends_.push_back(BackendState{b});
+    : cfg_(cfg),
+      balancer_(make_balancer(cfg.balance)),
+      persistence_(cfg),
+      table_(cfg.affinity.max_sessions) {
+  for (const BackendConfig& b : cfg.backends) {
+    BackendState s;
+    s.config = b;
+    s.weight = b.weight;
+    backends_.push_back(std::move(s));
+  }
   candidates_.resize(backends_.size());
 }
 
-int Router::balance(int64_t now_ms) {
-  for (size_t i = 0; i < backends_.size(); ++i) {
-    candidates_[i].weight = backends_[i].config.weight;
-    candidates_[i].usable = backends_[i].down_until_ms <= now_ms;
-  }
-  int b = balancer_->pick(candidates_);
-  if (b < 0) {
-    // Every weighted backend is marked down: trying one beats refusing everyone, since a
-    // passive mark is only a guess. Weight-0 backends still take no new sessions.
-    for (auto& c : candidates_) c.usable = true;
-    b = balancer_->pick(candidates_);
-  }
-  return b;
+bool Router::serves_sessions(int b) const {
+  const BackendState& s = backends_[static_cast<size_t>(b)];
+  return s.admin != AdminState::Maint && s.health != Health::Down && !s.config.removed;
 }
 
-Route Router::route(std::string_view target, std::string_view cookie_header, int64_t now_ms) {
+uint32_t Router::effective_weight(int b, int64_t now_ms) const {
+  const BackendState& s = backends_[static_cast<size_t>(b)];
+  int64_t ramp = cfg_.health.slow_start.count();
+  if (ramp <= 0 || s.up_since_ms == 0 || s.weight == 0) return s.weight;
+  int64_t elapsed = now_ms - s.up_since_ms;
+  if (elapsed >= ramp) return s.weight;
+  // Linear ramp from 1/ramp share to full, so a node that just came back is not flooded.
+  uint64_t w = static_cast<uint64_t>(s.weight) * static_cast<uint64_t>(std::max<int64_t>(elapsed, 0)) /
+               static_cast<uint64_t>(ramp);
+  return static_cast<uint32_t>(std::max<uint64_t>(w, 1));
+}
+
+int Router::balance(uint64_t client_hash, int64_t now_ms) {
+  for (size_t i = 0; i < backends_.size(); ++i) {
+    const BackendState& s = backends_[i];
+    candidates_[i].weight = effective_weight(static_cast<int>(i), now_ms);
+    candidates_[i].usable =
+        s.admin == AdminState::Ready && s.health != Health::Down && !s.config.removed;
+    candidates_[i].load =
+        table_.sessions_of(static_cast<uint16_t>(i)) + s.tunnels + s.in_flight;
+  }
+  BalanceContext ctx;
+  ctx.client_hash = client_hash;
+  return balancer_->pick(candidates_, ctx);
+}
+
+void Router::route_sid(Route& r, std::string_view sid, KeySource source, int64_t now_ms) {
+  if (auto tag = persistence_.parse_tag(sid)) {
+    r.backend = tag->backend;
+    r.via = RouteVia::Tag;
+    r.key = std::string(tag->untagged);
+    r.source = source;
+    r.strip_tag = persistence_.proxy_tags();
+    table_.touch(r.key, now_ms);  // keep a learnt entry fresh too
+    return;
+  }
+  r.key = std::string(sid);
+  r.source = source;
+  if (std::optional<uint16_t> b = table_.touch(r.key, now_ms)) {
+    r.backend = *b;
+    r.via = RouteVia::Table;
+  }
+}
+
+Route Router::route(std::string_view target, std::string_view cookie_header,
+                    uint64_t client_hash, int64_t now_ms) {
   Route r;
   RequestTarget t = split_target(target);
   r.engineio = is_engineio_path(t.path, cfg_.path);
+  bool has_sid = false;
   if (r.engineio) {
     // engine.io treats a missing or empty sid alike: a handshake.
     std::optional<std::string> sid = query_param(t.query, "sid");
     if (sid && !sid->empty()) {
-      r.key = std::move(*sid);
-      r.source = KeySource::Query;
+      has_sid = true;
+      route_sid(r, *sid, KeySource::Query, now_ms);
     } else {
       r.handshake = true;
     }
   }
-  if (r.source == KeySource::None && !cookie_header.empty()) {
+
+  const ServerCookieConfig& sc = cfg_.sticky.server_cookie;
+  if (sc.enabled && !cookie_header.empty()) {
+    if (std::optional<std::string> v = find_cookie(cookie_header, sc.name)) {
+      int64_t now_s = now_ms / 1000;
+      if (sc.mode == ServerCookieMode::Prefix) {
+        size_t tilde = v->find('~');
+        int b = tilde == std::string::npos ? -1
+                                           : persistence_.backend_for_value(v->substr(0, tilde));
+        if (b >= 0) {
+          r.strip_prefix = true;
+          r.server_cookie_ok = true;
+          if (r.backend < 0) {
+            r.backend = b;
+            r.via = RouteVia::ServerCookie;
+          }
+        }
+      } else {
+        Persistence::ServerCookie c = persistence_.parse_server_cookie(*v, now_s);
+        // With `indirect` the cookie is ours alone: never shown to the application.
+        r.strip_server_cookie = sc.indirect && sc.mode == ServerCookieMode::Insert;
+        if (c.backend >= 0 && !c.expired) {
+          if (r.backend < 0) {
+            r.backend = c.backend;
+            r.via = RouteVia::ServerCookie;
+            if (r.source == KeySource::None) r.source = KeySource::ServerCookie;
+          }
+          r.server_cookie_ok = c.backend == r.backend;
+          r.refresh_server_cookie = persistence_.needs_refresh(c, now_s);
+          r.server_cookie_first_seen = c.first_seen;
+        }
+      }
+    }
+  }
+
+  if (r.backend < 0 && !has_sid && !cookie_header.empty()) {
     std::optional<std::string> c = find_cookie(cookie_header, cfg_.cookie.name);
-    if (c && !c->empty()) {
-      r.key = std::move(*c);
-      r.source = KeySource::Cookie;
-    }
+    if (c && !c->empty()) route_sid(r, *c, KeySource::Cookie, now_ms);
   }
-  if (r.source != KeySource::None) {
-    if (std::optional<uint16_t> b = table_.touch(r.key, now_ms)) {
-      r.backend = *b;
-      r.via = RouteVia::Table;
-    } else {
-      r.backend = balance(now_ms);
-      r.via = RouteVia::UnknownKey;
+
+  if (r.backend >= 0 && !serves_sessions(r.backend)) {
+    const std::string& name = backends_[static_cast<size_t>(r.backend)].config.name;
+    if (cfg_.sticky.strict) {
+      log::warn("session's backend unavailable (strict)", {{"backend", name}});
+      r.backend = -1;
+      r.local_status = 503;
+      return r;
     }
-  } else {
-    r.backend = balance(now_ms);
-    r.via = RouteVia::Balance;
+    if (has_sid) {
+      // The session died with its node: tell the client now, in Engine.IO's own words, so it
+      // re-handshakes at once instead of timing out.
+      r.backend = -1;
+      r.local_status = 400;
+      return r;
+    }
+    r.backend = balance(client_hash, now_ms);
+    r.via = RouteVia::Redispatch;
+    r.server_cookie_ok = false;
+  } else if (r.backend < 0) {
+    r.backend = balance(client_hash, now_ms);
+    r.via = r.source == KeySource::None ? RouteVia::Balance : RouteVia::UnknownKey;
   }
-  if (r.backend >= 0) ++backends_[static_cast<size_t>(r.backend)].requests;
+  if (r.backend < 0) {
+    r.local_status = 503;
+    return r;
+  }
+  ++backends_[static_cast<size_t>(r.backend)].requests;
   return r;
 }
 
@@ -96,25 +191,57 @@ void Router::learn(std::string_view sid, int backend, const OpenPacket* open, in
   table_.learn(sid, static_cast<uint16_t>(backend), idle, now_ms);
 }
 
-void Router::pin(const Route& r, int64_t now_ms) {
-  if (r.via == RouteVia::Table) table_.pin(r.key, now_ms);
+bool Router::pin(const Route& r, int64_t now_ms) {
+  return !r.key.empty() && table_.pin(r.key, now_ms);
 }
 
 void Router::unpin(const Route& r, int64_t now_ms) {
-  if (r.via == RouteVia::Table) table_.unpin(r.key, now_ms);
+  if (!r.key.empty()) table_.unpin(r.key, now_ms);
 }
 
-void Router::connect_failed(int backend, int64_t now_ms) {
+void Router::set_health(int backend, Health h, int64_t now_ms) {
   BackendState& b = backends_[static_cast<size_t>(backend)];
-  ++b.consecutive_failures;
-  // Back off new sessions for a moment; active health checks are a separate concern.
-  b.down_until_ms = now_ms + 2000;
+  if (h == Health::Up && b.health != Health::Up) b.up_since_ms = now_ms;
+  b.health = h;
 }
 
-void Router::connect_succeeded(int backend) {
-  BackendState& b = backends_[static_cast<size_t>(backend)];
-  b.consecutive_failures = 0;
-  b.down_until_ms = 0;
+bool Router::set_admin_state(int backend, AdminState s) {
+  if (backend < 0 || static_cast<size_t>(backend) >= backends_.size()) return false;
+  backends_[static_cast<size_t>(backend)].admin = s;
+  return true;
+}
+
+bool Router::set_weight(int backend, uint32_t w) {
+  if (backend < 0 || static_cast<size_t>(backend) >= backends_.size()) return false;
+  backends_[static_cast<size_t>(backend)].weight = w;
+  return true;
+}
+
+int Router::find_backend(std::string_view name) const {
+  for (size_t i = 0; i < backends_.size(); ++i)
+    if (backends_[i].config.name == name) return static_cast<int>(i);
+  return -1;
+}
+
+void Router::reconfigure() {
+  for (size_t i = 0; i < cfg_.backends.size(); ++i) {
+    const BackendConfig& b = cfg_.backends[i];
+    if (i >= backends_.size()) {
+      BackendState s;
+      s.config = b;
+      s.weight = b.weight;
+      backends_.push_back(std::move(s));
+      continue;
+    }
+    BackendState& s = backends_[i];
+    if (b.removed && !s.config.removed) table_.forget_backend(static_cast<uint16_t>(i));
+    if (s.config.weight != b.weight) s.weight = b.weight;  // the file wins over the admin API
+    s.config = b;
+  }
+  candidates_.resize(backends_.size());
+  balancer_ = make_balancer(cfg_.balance);
+  persistence_.rebuild();
+  table_.set_max_sessions(cfg_.affinity.max_sessions);
 }
 
 }  // namespace stickyd

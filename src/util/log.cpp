@@ -53,6 +53,62 @@ std::string escape(std::string_view raw, size_t max) {
   return out;
 }
 
+namespace {
+std::string timestamp() {
+  timeval tv;
+  gettimeofday(&tv, nullptr);
+  tm t;
+  gmtime_r(&tv.tv_sec, &t);
+  char ts[40];
+  snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900, t.tm_mon + 1,
+           t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(tv.tv_usec / 1000));
+  return ts;
+}
+
+void put_line(const std::string& line) {
+  // One write(2) per line so lines from concurrent writers never interleave.
+  size_t off = 0;
+  while (off < line.size()) {
+    ssize_t w = ::write(2, line.data() + off, line.size() - off);
+    if (w <= 0) break;
+    off += static_cast<size_t>(w);
+  }
+}
+
+void json_string(std::string& out, std::string_view v) {
+  static const char hex[] = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : v) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c >= 0x7f) {
+      out += "\\u00";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+}
+}  // namespace
+
+void json_line(std::initializer_list<Field> fields) {
+  std::string line = "{\"ts\":\"" + timestamp() + "\",\"event\":\"request\"";
+  for (const Field& f : fields) {
+    line += ',';
+    json_string(line, f.key);
+    line += ':';
+    bool numeric = !f.value.empty() && f.value.size() < 20 &&
+                   f.value.find_first_not_of("0123456789-") == std::string::npos;
+    if (numeric) line += f.value;
+    else json_string(line, f.value.substr(0, 1024));
+  }
+  line += "}\n";
+  put_line(line);
+}
+
 void write(LogLevel level, std::string_view event, std::initializer_list<Field> fields) {
   if (!enabled(level)) return;
   timeval tv;

@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 // One Socket.IO 4.8 node for the stickyd end-to-end tests.
 //
-//   node node.js --name n1 --port 0 [--cookie] [--exit-with-stdin]
+//   node node.js --name n1 --port 0 [--cookie] [--tag-prefix [TAG]] [--exit-with-stdin]
 //
 // Listens on 127.0.0.1 (port 0 = ephemeral) and prints exactly one line `READY <port>` on
 // stdout once listening. Engine.IO/Socket.IO on the default path /socket.io/, allowEIO3,
 // CORS reflecting the origin with credentials, pingInterval/pingTimeout 2000 ms.
 //
+// --tag-prefix: the node makes tagged sids itself, `<TAG>.<20 random base64url chars>` (TAG
+// defaults to the name), through Socket.IO's `io.engine.generateId` hook.
+//
 // Socket.IO:  `echo` with an ack answers {node: <name>, data}.
+//             `echosid` with an ack answers {node, sid: <this node's Engine.IO id>, data}.
 // HTTP:       GET /whoami -> {"node": name, "cookie": <Cookie header or null>} (chunked body)
+//             GET /setserverid -> like /whoami, plus `Set-Cookie: SERVERID=<name>; path=/`
 //             GET /stats  -> JSON with every counter below (Content-Length body)
 // Counters:   every sid this node ever created; Engine.IO connection_error by code; requests
 //             and upgrades per method; "foreign" requests (a `sid` query parameter that this
@@ -18,15 +23,17 @@
 'use strict';
 
 const http = require('node:http');
+const crypto = require('node:crypto');
 const { Server } = require('socket.io');
 
 function parseArgs(argv) {
-  const out = { name: null, port: 0, cookie: false, exitWithStdin: false };
+  const out = { name: null, port: 0, cookie: false, tagPrefix: null, exitWithStdin: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--name') out.name = argv[++i];
     else if (a === '--port') out.port = Number(argv[++i]);
     else if (a === '--cookie') out.cookie = true;
+    else if (a === '--tag-prefix') out.tagPrefix = argv[i + 1] && !argv[i + 1].startsWith('--') ? argv[++i] : '';
     else if (a === '--exit-with-stdin') out.exitWithStdin = true;
     else {
       process.stderr.write(`node.js: unknown argument ${a}\n`);
@@ -37,6 +44,7 @@ function parseArgs(argv) {
     process.stderr.write('usage: node node.js --name NAME --port PORT [--cookie]\n');
     process.exit(2);
   }
+  if (out.tagPrefix === '') out.tagPrefix = out.name;
   return out;
 }
 
@@ -48,6 +56,7 @@ const MAX_DETAILS = 50;
 const stats = {
   node: NAME,
   cookieOption: args.cookie,
+  tagPrefix: args.tagPrefix,
   requests: 0,                 // every HTTP request (engine and others)
   requestsByMethod: {},        // every HTTP request, by method
   engineRequests: 0,           // requests on ENGINE_PATH (not upgrades)
@@ -126,6 +135,12 @@ function appHandler(req, res) {
     res.end();
     return;
   }
+  if (req.method === 'GET' && path === '/setserverid') {
+    // An application that sets HAProxy's cookie itself (server_cookie mode rewrite).
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Set-Cookie': `SERVERID=${NAME}; path=/` });
+    res.end(JSON.stringify({ node: NAME, cookie: req.headers.cookie ?? null }));
+    return;
+  }
   if (req.method === 'GET' && path === '/stats') {
     const body = JSON.stringify(stats);
     res.writeHead(200, {
@@ -167,6 +182,10 @@ httpServer.prependListener('upgrade', (req) => {
 
 // Record every sid at creation time, before the handshake response can leave the node.
 const engine = io.engine;
+if (args.tagPrefix !== null) {
+  // What an application does to tag its own sids (stickyd `sticky.backend_tags`).
+  engine.generateId = () => `${args.tagPrefix}.${crypto.randomBytes(15).toString('base64url')}`;
+}
 const originalGenerateId = engine.generateId.bind(engine);
 engine.generateId = (req) => {
   const remember = (id) => {
@@ -214,6 +233,10 @@ io.on('connection', (socket) => {
   socket.on('echo', (data, ack) => {
     stats.echoes++;
     if (typeof ack === 'function') ack({ node: NAME, data });
+  });
+  socket.on('echosid', (data, ack) => {
+    stats.echoes++;
+    if (typeof ack === 'function') ack({ node: NAME, sid: socket.conn.id, data });
   });
 });
 

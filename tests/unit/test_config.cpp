@@ -54,6 +54,23 @@ std::string ip_of(const SocketAddress& a) {
   return buf;
 }
 
+// The config loads without errors; returns it.
+Config load_ok(const std::string& yaml) {
+  const ConfigResult r = load(yaml);
+  INFO("yaml:\n" << yaml << "errors:\n" << all_errors(r));
+  REQUIRE(r.errors.empty());
+  REQUIRE(r.config.has_value());
+  return *r.config;
+}
+
+// Head of a document whose `backends:` list starts on line 3.
+const char* const kHead = "listen: 127.0.0.1:8080\nbackends:\n";
+
+// Independently computed (openssl dgst -sha256 -mac HMAC, first 12 bytes, base64url).
+const char* const kSecret = "0123456789abcdef-stickyd";
+const char* const kDerivedN1 = "0RxSNBdl_HqiQ50d";
+const char* const kDerivedN2 = "Ng10r0OyY_bj9DMw";
+
 }  // namespace
 
 TEST_SUITE("config") {
@@ -659,5 +676,722 @@ TEST_SUITE("config parsers") {
     CHECK(parse_socket_address("-host:80", a, true).has_value());
     SocketAddress empty;
     CHECK(empty.port() == -1);
+  }
+}
+
+TEST_SUITE("config: persistence, balancing, health, admin, headers") {
+  TEST_CASE("new keys get their defaults") {
+    const Config c = load_ok(kMinimal);
+    CHECK(c.balance == BalancePolicy::RoundRobin);
+    CHECK_FALSE(c.access_log);
+    CHECK_FALSE(c.access_log_json);
+    CHECK(c.shutdown_grace == 30000ms);
+    REQUIRE(c.backends.size() == 1);
+    CHECK(c.backends[0].cookie == "n1");
+    CHECK(c.backends[0].cookie_aliases.empty());
+    CHECK(c.sticky.secret.empty());
+    CHECK_FALSE(c.sticky.strict);
+    const ServerCookieConfig& sc = c.sticky.server_cookie;
+    CHECK_FALSE(sc.enabled);
+    CHECK(sc.name == "SERVERID");
+    CHECK(sc.mode == ServerCookieMode::Insert);
+    CHECK_FALSE(sc.indirect);
+    CHECK_FALSE(sc.nocache);
+    CHECK_FALSE(sc.preserve);
+    CHECK_FALSE(sc.httponly);
+    CHECK_FALSE(sc.secure);
+    CHECK(sc.domains.empty());
+    CHECK_FALSE(sc.maxidle.has_value());
+    CHECK_FALSE(sc.maxlife.has_value());
+    CHECK_FALSE(c.sticky.tag.enabled);
+    CHECK_FALSE(c.sticky.tag.accept_backend_tags);
+    CHECK(c.sticky.tag.separator == ".");
+    const HealthCheckConfig& h = c.health;
+    CHECK_FALSE(h.enabled);
+    CHECK(h.method == "GET");
+    CHECK(h.path.empty());
+    CHECK(h.expect_status == 200);
+    CHECK(h.interval == 2000ms);
+    CHECK(h.timeout == 1000ms);
+    CHECK(h.rise == 2);
+    CHECK(h.fall == 3);
+    CHECK(h.slow_start == 0ms);
+    CHECK(h.passive_fall == 3);
+    CHECK_FALSE(c.admin.enabled);
+    CHECK(c.admin.listen.text == "127.0.0.1:9901");
+    CHECK(c.admin.listen.port() == 9901);
+    CHECK(ip_of(c.admin.listen) == "127.0.0.1");
+    CHECK(c.admin.token.empty());
+    CHECK(c.headers.handshake.empty());
+    CHECK(c.headers.all.empty());
+  }
+
+  TEST_CASE("balance") {
+    for (auto [word, policy] : {std::pair{"round_robin", BalancePolicy::RoundRobin},
+                                {"least_conn", BalancePolicy::LeastConn},
+                                {"random", BalancePolicy::Random},
+                                {"hash", BalancePolicy::Hash},
+                                {"Least_Conn", BalancePolicy::LeastConn}}) {
+      INFO(word);
+      CHECK(load_ok(with(std::string("balance: ") + word + "\n")).balance == policy);
+    }
+    expect_one_error(with("balance: fastest\n"), 4, 10, "invalid balance 'fastest'");
+    expect_one_error(with("balance: [hash]\n"), 4, 10, "expected a string");
+    expect_one_error(with("balance:\n"), 4, 1, "expected a string");
+  }
+
+  TEST_CASE("access_log: bool or {format}") {
+    CHECK_FALSE(load_ok(with("access_log: false\n")).access_log);
+    {
+      const Config c = load_ok(with("access_log: true\n"));
+      CHECK(c.access_log);
+      CHECK_FALSE(c.access_log_json);
+    }
+    {
+      const Config c = load_ok(with("access_log: {format: json}\n"));
+      CHECK(c.access_log);
+      CHECK(c.access_log_json);
+    }
+    {
+      const Config c = load_ok(with("access_log:\n  format: TEXT\n"));
+      CHECK(c.access_log);
+      CHECK_FALSE(c.access_log_json);
+    }
+    CHECK(load_ok(with("access_log: {}\n")).access_log);
+    expect_one_error(with("access_log: yes\n"), 4, 13, "expected true, false or a map");
+    expect_one_error(with("access_log:\n"), 4, 1, "expected true, false or a map");
+    expect_one_error(with("access_log: {format: xml}\n"), 4, 22, "invalid access log format 'xml'");
+    expect_one_error(with("access_log: {level: x}\n"), 4, 14, "unknown key 'level'");
+  }
+
+  TEST_CASE("timeouts.shutdown_grace may be 0") {
+    CHECK(load_ok(with("timeouts:\n  shutdown_grace: 0\n")).shutdown_grace == 0ms);
+    CHECK(load_ok(with("timeouts:\n  shutdown_grace: 10s\n")).shutdown_grace == 10000ms);
+    expect_one_error(with("timeouts:\n  shutdown_grace: -1s\n"), 5, 19, "invalid duration '-1s'");
+    expect_one_error(with("timeouts:\n  shutdown_grace: [1]\n"), 5, 19, "expected a duration");
+    // The zero allowance is shutdown_grace's own.
+    expect_one_error(with("timeouts:\n  connect: 0s\n"), 5, 12, "greater than 0");
+  }
+
+  TEST_CASE("backend cookie and cookie_aliases") {
+    {
+      const Config c = load_ok(std::string(kHead) +
+                               "  - name: n1\n"
+                               "    address: 127.0.0.1:3001\n"
+                               "    cookie: a1\n"
+                               "    cookie_aliases: [old1, \"old-2\"]\n"
+                               "  - name: n2\n"
+                               "    address: 127.0.0.1:3002\n"
+                               "    cookie_aliases: legacy\n"
+                               "  - name: n3\n"
+                               "    address: 127.0.0.1:3003\n"
+                               "    cookie: \"x=y/z!#\"\n"
+                               "    cookie_aliases: []\n");
+      REQUIRE(c.backends.size() == 3);
+      CHECK(c.backends[0].cookie == "a1");
+      CHECK(c.backends[0].cookie_aliases == std::vector<std::string>{"old1", "old-2"});
+      CHECK(c.backends[1].cookie == "n2");  // default: the name
+      CHECK(c.backends[1].cookie_aliases == std::vector<std::string>{"legacy"});
+      CHECK(c.backends[2].cookie == "x=y/z!#");  // any cookie-octets without sid tags
+      CHECK(c.backends[2].cookie_aliases.empty());
+    }
+    {
+      // With a secret, the default is derived; an explicit value still wins. The sticky
+      // section may come before the backends.
+      const Config c = load_ok(std::string("sticky:\n  secret: ") + kSecret + "\n" + kHead +
+                               "  - {name: n1, address: 127.0.0.1:3001}\n"
+                               "  - {name: n2, address: 127.0.0.1:3002}\n"
+                               "  - {name: n3, address: 127.0.0.1:3003, cookie: mine}\n");
+      CHECK(c.sticky.secret == kSecret);
+      CHECK(c.backends[0].cookie == kDerivedN1);
+      CHECK(c.backends[1].cookie == kDerivedN2);
+      CHECK(c.backends[2].cookie == "mine");
+    }
+    {
+      // 64 bytes is the limit.
+      const Config c = load_ok(std::string(kHead) + "  - name: n1\n    address: 127.0.0.1:1\n" +
+                               "    cookie: " + std::string(64, 'c') + "\n");
+      CHECK(c.backends[0].cookie.size() == 64);
+    }
+  }
+
+  TEST_CASE("backend cookie errors") {
+    const std::string b1 = std::string(kHead) + "  - name: n1\n    address: 127.0.0.1:3001\n";
+    // Line 5 onwards belongs to backend n1.
+    expect_one_error(b1 + "    cookie: \"\"\n", 5, 13, "cookie value must not be empty");
+    expect_one_error(b1 + "    cookie: [a]\n", 5, 13, "expected a string");
+    expect_one_error(b1 + "    cookie:\n", 5, 5, "expected a string");
+    expect_one_error(b1 + "    cookie: \"a b\"\n", 5, 13,
+                     "cookie value 'a b' contains characters not allowed in a cookie value");
+    expect_one_error(b1 + "    cookie: \"a;b\"\n", 5, 13, "not allowed in a cookie value");
+    expect_one_error(b1 + "    cookie: \"a\\\\b\"\n", 5, 13, "not allowed in a cookie value");
+    expect_one_error(b1 + "    cookie: " + std::string(65, 'c') + "\n", 5, 13,
+                     "is longer than 64 bytes");
+    expect_one_error(b1 + "    cookie_aliases: [ok, \"a,b\"]\n", 5, 26,
+                     "cookie value 'a,b' contains characters");
+    expect_one_error(b1 + "    cookie_aliases: [ok, \"\"]\n", 5, 26, "must not be empty");
+    expect_one_error(b1 + "    cookie_aliases: {a: b}\n", 5, 21,
+                     "expected a string or a list of strings");
+    expect_one_error(b1 + "    cookie_aliases: [[a]]\n", 5, 22, "expected a string");
+    // Unique across backends, reported at the later occurrence.
+    expect_one_error(b1 + "    cookie: shared\n"
+                          "  - name: n2\n"
+                          "    address: 127.0.0.1:3002\n"
+                          "    cookie: shared\n",
+                     8, 13, "cookie value 'shared' already used by backend 'n1'");
+    // A default (the name) colliding with an earlier explicit value: at the name.
+    expect_one_error(b1 + "    cookie: n2\n"
+                          "  - name: n2\n"
+                          "    address: 127.0.0.1:3002\n",
+                     6, 11, "cookie value 'n2' already used by backend 'n1'");
+    // An alias colliding with another backend's (default) value.
+    expect_one_error(b1 + "  - name: n2\n"
+                          "    address: 127.0.0.1:3002\n"
+                          "    cookie_aliases: [n1]\n",
+                     7, 22, "cookie value 'n1' already used by backend 'n1'");
+    // ... and with the backend's own value.
+    expect_one_error(b1 + "    cookie: a\n    cookie_aliases: a\n", 6, 21,
+                     "cookie value 'a' already used by backend 'n1'");
+    // With a server cookie, HAProxy's delimiters are out.
+    expect_one_error(b1 + "    cookie: \"a~b\"\nsticky:\n  server_cookie: {}\n", 5, 13,
+                     "must not contain '~' or '|'");
+    expect_one_error(b1 + "    cookie_aliases: \"a|b\"\nsticky:\n  server_cookie: {}\n", 5, 21,
+                     "must not contain '~' or '|'");
+    CHECK(load_ok(b1 + "    cookie: \"a~b|c\"\n").backends[0].cookie == "a~b|c");
+  }
+
+  TEST_CASE("cookie values under sid tagging") {
+    const std::string tag = "sticky:\n  tag_sids: true\n";
+    // Defaults to the name, which has the separator: reported at the name.
+    expect_one_error(std::string(kHead) + "  - name: node.1\n    address: 127.0.0.1:1\n" + tag, 3,
+                     11, "cookie value 'node.1' contains the sid tag separator '.'");
+    // Another separator: '.' is still not a sid character.
+    expect_one_error(std::string(kHead) + "  - name: node.1\n    address: 127.0.0.1:1\n" +
+                         "sticky:\n  tag_sids: {separator: \"~\"}\n",
+                     3, 11, "cookie value 'node.1' may only contain A-Z a-z 0-9 _ -");
+    expect_one_error(std::string(kHead) +
+                         "  - {name: n1, address: 127.0.0.1:1, cookie: \"a~b\"}\n" +
+                         "sticky:\n  tag_sids: {separator: \"~\"}\n",
+                     3, 46, "contains the sid tag separator '~'");
+    // backend_tags alone also embeds the value in the sid.
+    expect_one_error(std::string(kHead) +
+                         "  - name: n1\n    address: 127.0.0.1:1\n    cookie_aliases: [\"a=b\"]\n" +
+                         "sticky:\n  backend_tags: {separator: \"!\"}\n",
+                     5, 22, "cookie value 'a=b' may only contain");
+    // A derived value always fits, whatever the name.
+    const Config c = load_ok(std::string(kHead) +
+                             "  - {name: node.1, address: 127.0.0.1:1}\n"
+                             "  - {name: n2, address: 127.0.0.1:2, cookie: Ab_9-z}\n" +
+                             "sticky:\n  tag_sids: true\n  secret: " + kSecret + "\n");
+    CHECK(c.backends[0].cookie == derive_cookie_value(kSecret, "node.1"));
+    CHECK(c.backends[0].cookie == "AtcSthdxZn_R6_ty");  // openssl dgst, computed apart
+    CHECK(c.backends[1].cookie == "Ab_9-z");
+    // A bad secret is reported alone, not also as every defaulted value.
+    expect_one_error(std::string(kHead) + "  - {name: node.1, address: 127.0.0.1:1}\n" +
+                         "sticky:\n  tag_sids: true\n  secret: tooshort\n",
+                     6, 11, "at least 16 bytes long (got 8)");
+  }
+
+  TEST_CASE("sticky: secret and on_down") {
+    CHECK(load_ok(with("sticky:\n  secret: \"0123456789abcdef\"\n")).sticky.secret ==
+          "0123456789abcdef");
+    CHECK(load_ok(with("sticky: {on_down: strict}\n")).sticky.strict);
+    CHECK_FALSE(load_ok(with("sticky: {on_down: redispatch}\n")).sticky.strict);
+    CHECK(load_ok(with("sticky: {}\n")).sticky.secret.empty());
+    expect_one_error(with("sticky:\n  secret: short\n"), 5, 11,
+                     "sticky secret must be at least 16 bytes long (got 5)");
+    expect_one_error(with("sticky:\n  secret: \"\"\n"), 5, 11, "at least 16 bytes");
+    expect_one_error(with("sticky:\n  secret: [a]\n"), 5, 11, "expected a string");
+    expect_one_error(with("sticky:\n  on_down: panic\n"), 5, 12, "invalid on_down 'panic'");
+    expect_one_error(with("sticky: on\n"), 4, 9, "expected a map");
+    expect_one_error(with("sticky:\n  sticky: true\n"), 5, 3, "unknown key 'sticky'");
+    expect_one_error(with("sticky:\n  secret: 0123456789abcdef\n  secret: 0123456789abcdef\n"), 6,
+                     3, "duplicate key 'secret'");
+  }
+
+  TEST_CASE("sticky.server_cookie") {
+    {
+      const Config c =
+          load_ok(with("sticky:\n"
+                       "  server_cookie:\n"
+                       "    name: SRV\n"
+                       "    mode: prefix\n"
+                       "    indirect: true\n"
+                       "    nocache: true\n"
+                       "    preserve: true\n"
+                       "    httponly: true\n"
+                       "    secure: true\n"
+                       "    domain: [.example.com, example.org]\n"
+                       "    maxidle: 30m\n"
+                       "    maxlife: 8h\n"));
+      const ServerCookieConfig& sc = c.sticky.server_cookie;
+      CHECK(sc.enabled);
+      CHECK(sc.name == "SRV");
+      CHECK(sc.mode == ServerCookieMode::Prefix);
+      CHECK(sc.indirect);
+      CHECK(sc.nocache);
+      CHECK(sc.preserve);
+      CHECK(sc.httponly);
+      CHECK(sc.secure);
+      CHECK(sc.domains == std::vector<std::string>{".example.com", "example.org"});
+      CHECK(sc.maxidle == std::optional<Millis>(1800000ms));
+      CHECK(sc.maxlife == std::optional<Millis>(28800000ms));
+    }
+    {
+      const Config c = load_ok(with("sticky:\n  server_cookie: {}\n"));
+      CHECK(c.sticky.server_cookie.enabled);
+      CHECK(c.sticky.server_cookie.name == "SERVERID");
+      CHECK(c.sticky.server_cookie.mode == ServerCookieMode::Insert);
+    }
+    CHECK(load_ok(with("sticky: {server_cookie: true}\n")).sticky.server_cookie.enabled);
+    CHECK_FALSE(load_ok(with("sticky: {server_cookie: false}\n")).sticky.server_cookie.enabled);
+    CHECK(load_ok(with("sticky: {server_cookie: {mode: REWRITE}}\n")).sticky.server_cookie.mode ==
+          ServerCookieMode::Rewrite);
+    CHECK(load_ok(with("sticky: {server_cookie: {domain: example.com}}\n"))
+              .sticky.server_cookie.domains == std::vector<std::string>{"example.com"});
+    // preserve is fine with insert, or with indirect.
+    CHECK(
+        load_ok(with("sticky: {server_cookie: {preserve: true}}\n")).sticky.server_cookie.preserve);
+    CHECK(load_ok(with("sticky: {server_cookie: {mode: prefix, preserve: true, indirect: true}}\n"))
+              .sticky.server_cookie.preserve);
+  }
+
+  TEST_CASE("sticky.server_cookie errors") {
+    const std::string sc = with("sticky:\n  server_cookie:\n");  // keys on line 6
+    expect_one_error(with("sticky:\n  server_cookie: 1\n"), 5, 18, "expected true, false or a map");
+    expect_one_error(with("sticky:\n  server_cookie:\n"), 5, 3, "expected true, false or a map");
+    expect_one_error(sc + "    name: \"a b\"\n", 6, 11, "invalid cookie name 'a b'");
+    expect_one_error(sc + "    mode: sticky\n", 6, 11, "invalid server cookie mode 'sticky'");
+    expect_one_error(sc + "    indirect: yes\n", 6, 15, "expected a boolean");
+    expect_one_error(sc + "    httponly: 1\n", 6, 15, "expected a boolean");
+    expect_one_error(sc + "    domain: \"bad domain\"\n", 6, 13,
+                     "invalid cookie domain 'bad domain'");
+    expect_one_error(sc + "    domain: []\n", 6, 13, "non-empty list of domains");
+    expect_one_error(sc + "    domain: [a.com, -b.com]\n", 6, 21, "invalid cookie domain '-b.com'");
+    expect_one_error(sc + "    maxidle: 0\n", 6, 14, "greater than 0");
+    expect_one_error(sc + "    maxlife: forever\n", 6, 14, "invalid duration 'forever'");
+    expect_one_error(sc + "    attr: x\n", 6, 5, "unknown key 'attr'");
+    // As HAProxy: rewrite excludes indirect; preserve needs insert or indirect.
+    expect_one_error(sc + "    mode: rewrite\n    indirect: true\n", 7, 15,
+                     "indirect cannot be used with mode rewrite");
+    expect_one_error(sc + "    preserve: true\n    mode: prefix\n", 6, 15,
+                     "preserve requires mode insert or indirect");
+    expect_one_error(with("sticky: {server_cookie: {mode: rewrite, preserve: true}}\n"), 4, 51,
+                     "preserve requires mode insert or indirect");
+    CHECK(load_ok(sc + "    preserve: true\n    mode: prefix\n    indirect: true\n")
+              .sticky.server_cookie.preserve);
+    // Same name as the session cookie: insert and rewrite collide, prefix is how it works.
+    expect_one_error(with("sticky:\n  server_cookie: {name: io}\n"), 5, 25,
+                     "server cookie name 'io' is the same as cookie.name");
+    expect_one_error(with("sticky:\n  server_cookie: {name: io, mode: rewrite}\n"), 5, 25,
+                     "with mode rewrite they would collide");
+    CHECK(load_ok(with("sticky:\n  server_cookie: {name: io, mode: prefix}\n"))
+              .sticky.server_cookie.name == "io");
+    // The default name against an explicit cookie.name, in either order.
+    expect_one_error(
+        with("cookie: {name: SERVERID}\nsticky:\n  server_cookie:\n    mode: insert\n"), 7, 5,
+        "default server cookie name 'SERVERID' is the same as cookie.name");
+    expect_one_error(with("sticky:\n  server_cookie:\n    name: sid\ncookie: {name: sid}\n"), 6, 11,
+                     "server cookie name 'sid' is the same as cookie.name");
+    CHECK(load_ok(with("cookie: {name: SERVERID}\nsticky: {server_cookie: {name: SRV}}\n"))
+              .sticky.server_cookie.enabled);
+    // A prefix-mode server cookie and sid tags together are fine.
+    const Config c = load_ok(with("sticky: {server_cookie: {mode: prefix}, tag_sids: true}\n"));
+    CHECK(c.sticky.server_cookie.mode == ServerCookieMode::Prefix);
+    CHECK(c.sticky.tag.enabled);
+  }
+
+  TEST_CASE("sticky.tag_sids and sticky.backend_tags") {
+    auto tag_of = [](const std::string& body) {
+      return load_ok(with("sticky:\n  " + body + "\n")).sticky.tag;
+    };
+    SidTagConfig t = tag_of("tag_sids: true");
+    CHECK(t.enabled);
+    CHECK(t.accept_backend_tags);
+    CHECK(t.separator == ".");
+    t = tag_of("tag_sids: false");
+    CHECK_FALSE(t.enabled);
+    CHECK_FALSE(t.accept_backend_tags);
+    t = tag_of("tag_sids: {separator: \"~\"}");
+    CHECK(t.enabled);
+    CHECK(t.accept_backend_tags);
+    CHECK(t.separator == "~");
+    t = tag_of("tag_sids: {}");
+    CHECK(t.enabled);
+    CHECK(t.accept_backend_tags);
+    t = tag_of("tag_sids: {enabled: true, accept_backend_tags: true}");
+    CHECK(t.enabled);
+    CHECK(t.accept_backend_tags);
+    t = tag_of("tag_sids: {enabled: false}");
+    CHECK_FALSE(t.enabled);
+    CHECK_FALSE(t.accept_backend_tags);
+    t = tag_of("tag_sids: {enabled: false, accept_backend_tags: true, separator: \":\"}");
+    CHECK_FALSE(t.enabled);
+    CHECK(t.accept_backend_tags);
+    CHECK(t.separator == ":");
+    for (const char* sep : {".", "~", "!", "*", ":"}) {
+      INFO(sep);
+      CHECK(tag_of(std::string("tag_sids: {separator: \"") + sep + "\"}").separator == sep);
+    }
+    t = tag_of("backend_tags: {separator: \"!\"}");
+    CHECK_FALSE(t.enabled);
+    CHECK(t.accept_backend_tags);
+    CHECK(t.separator == "!");
+    t = tag_of("backend_tags: true");
+    CHECK_FALSE(t.enabled);
+    CHECK(t.accept_backend_tags);
+    CHECK(t.separator == ".");
+    t = tag_of("backend_tags: false");
+    CHECK_FALSE(t.accept_backend_tags);
+    // One of the two off: the other decides.
+    const Config c =
+        load_ok(with("sticky:\n  tag_sids: false\n  backend_tags: {separator: \"*\"}\n"));
+    CHECK_FALSE(c.sticky.tag.enabled);
+    CHECK(c.sticky.tag.accept_backend_tags);
+    CHECK(c.sticky.tag.separator == "*");
+  }
+
+  TEST_CASE("sticky.tag_sids and sticky.backend_tags errors") {
+    expect_one_error(with("sticky:\n  tag_sids: maybe\n"), 5, 13, "expected true, false or a map");
+    expect_one_error(with("sticky:\n  tag_sids: {separator: ab}\n"), 5, 25,
+                     "invalid separator 'ab' (expected one of . ~ ! * :)");
+    expect_one_error(with("sticky:\n  tag_sids: {separator: \"-\"}\n"), 5, 25,
+                     "invalid separator '-'");
+    expect_one_error(with("sticky:\n  tag_sids: {separator: \"\"}\n"), 5, 25, "invalid separator");
+    expect_one_error(with("sticky:\n  tag_sids: {enabled: 1}\n"), 5, 23, "expected a boolean");
+    expect_one_error(with("sticky:\n  tag_sids: {prefix: a}\n"), 5, 14, "unknown key 'prefix'");
+    expect_one_error(with("sticky:\n  tag_sids: {accept_backend_tags: false}\n"), 5, 35,
+                     "accept_backend_tags cannot be false while tag_sids is enabled");
+    expect_one_error(with("sticky:\n  backend_tags: [a]\n"), 5, 17,
+                     "expected true, false or a map");
+    expect_one_error(with("sticky:\n  backend_tags: {enabled: true}\n"), 5, 18,
+                     "unknown key 'enabled'");
+    expect_one_error(with("sticky:\n  backend_tags: {separator: \"|\"}\n"), 5, 29,
+                     "invalid separator '|'");
+    expect_one_error(with("sticky:\n  tag_sids: true\n  backend_tags: true\n"), 6, 3,
+                     "tag_sids and backend_tags cannot both be on");
+    expect_one_error(with("sticky:\n  backend_tags: {}\n  tag_sids: {enabled: false, "
+                          "accept_backend_tags: true}\n"),
+                     6, 3, "cannot both be on");
+  }
+
+  TEST_CASE("health") {
+    {
+      const Config c = load_ok(with("health: {}\n"));
+      CHECK(c.health.enabled);
+      CHECK(c.health.method == "GET");
+      CHECK(c.health.path.empty());
+      CHECK(c.health.interval == 2000ms);
+      CHECK(c.health.timeout == 1000ms);
+    }
+    CHECK(load_ok(with("health: true\n")).health.enabled);
+    CHECK_FALSE(load_ok(with("health: false\n")).health.enabled);
+    CHECK_FALSE(load_ok(with("health: {enabled: false, path: /x}\n")).health.enabled);
+    {
+      const Config c =
+          load_ok(with("health:\n"
+                       "  enabled: true\n"
+                       "  method: HEAD\n"
+                       "  path: /health?probe=1\n"
+                       "  expect_status: 204\n"
+                       "  interval: 5s\n"
+                       "  timeout: 5s\n"
+                       "  rise: 1\n"
+                       "  fall: 100\n"
+                       "  slow_start: 30s\n"
+                       "  passive_fall: 0\n"));
+      const HealthCheckConfig& h = c.health;
+      CHECK(h.enabled);
+      CHECK(h.method == "HEAD");
+      CHECK(h.path == "/health?probe=1");
+      CHECK(h.expect_status == 204);
+      CHECK(h.interval == 5000ms);
+      CHECK(h.timeout == 5000ms);
+      CHECK(h.rise == 1);
+      CHECK(h.fall == 100);
+      CHECK(h.slow_start == 30000ms);
+      CHECK(h.passive_fall == 0);
+    }
+    CHECK(load_ok(with("health: {method: options}\n")).health.method == "OPTIONS");
+    CHECK(load_ok(with("health: {expect_status: 0}\n")).health.expect_status == 0);
+    CHECK(load_ok(with("health: {expect_status: 100}\n")).health.expect_status == 100);
+    CHECK(load_ok(with("health: {expect_status: 599}\n")).health.expect_status == 599);
+    CHECK(load_ok(with("health: {slow_start: 0}\n")).health.slow_start == 0ms);
+    CHECK(load_ok(with("health: {passive_fall: 100}\n")).health.passive_fall == 100);
+    // Lowering the interval and timeout together keeps them consistent.
+    CHECK(load_ok(with("health: {interval: 500ms, timeout: 200ms}\n")).health.interval == 500ms);
+  }
+
+  TEST_CASE("health errors") {
+    expect_one_error(with("health: [1]\n"), 4, 9, "expected true, false or a map");
+    expect_one_error(with("health:\n"), 4, 1, "expected true, false or a map");
+    expect_one_error(with("health:\n  enabled: on\n"), 5, 12, "expected a boolean");
+    expect_one_error(with("health:\n  method: POST\n"), 5, 11,
+                     "invalid health check method 'POST' (expected GET, HEAD or OPTIONS)");
+    expect_one_error(with("health:\n  path: health\n"), 5, 9, "must start with '/'");
+    expect_one_error(with("health:\n  path: \"\"\n"), 5, 9, "must start with '/'");
+    expect_one_error(with("health:\n  path: \"/a b\"\n"), 5, 9, "must not contain");
+    expect_one_error(with("health:\n  path: \"/a#b\"\n"), 5, 9, "must not contain");
+    expect_one_error(with("health:\n  expect_status: 600\n"), 5, 18, "between 100 and 599, or 0");
+    expect_one_error(with("health:\n  expect_status: 99\n"), 5, 18, "between 100 and 599");
+    expect_one_error(with("health:\n  expect_status: ok\n"), 5, 18, "between 100 and 599");
+    expect_one_error(with("health:\n  interval: 0\n"), 5, 13, "greater than 0");
+    expect_one_error(with("health:\n  timeout: never\n"), 5, 12, "invalid duration 'never'");
+    expect_one_error(with("health:\n  interval: 1s\n  timeout: 2s\n"), 6, 12,
+                     "health check timeout (2000ms) must not exceed interval (1000ms)");
+    expect_one_error(with("health:\n  timeout: 2s\n  interval: 1s\n"), 5, 12, "must not exceed");
+    // Only one side given: the other's default is what it conflicts with.
+    expect_one_error(with("health:\n  interval: 500ms\n"), 5, 13,
+                     "timeout (1000ms) must not exceed interval (500ms)");
+    expect_one_error(with("health:\n  timeout: 3s\n"), 5, 12,
+                     "timeout (3000ms) must not exceed interval (2000ms)");
+    expect_one_error(with("health:\n  rise: 0\n"), 5, 9, "between 1 and 100");
+    expect_one_error(with("health:\n  fall: 101\n"), 5, 9, "between 1 and 100");
+    expect_one_error(with("health:\n  passive_fall: -1\n"), 5, 17, "between 0 and 100");
+    expect_one_error(with("health:\n  slow_start: -1s\n"), 5, 15, "invalid duration");
+    expect_one_error(with("health:\n  port: 80\n"), 5, 3, "unknown key 'port'");
+  }
+
+  TEST_CASE("admin") {
+    {
+      const Config c = load_ok(with("admin: {}\n"));
+      CHECK(c.admin.enabled);
+      CHECK(c.admin.listen.text == "127.0.0.1:9901");
+      CHECK(c.admin.listen.port() == 9901);
+      CHECK(c.admin.token.empty());
+    }
+    CHECK(load_ok(with("admin: true\n")).admin.enabled);
+    CHECK_FALSE(load_ok(with("admin: false\n")).admin.enabled);
+    {
+      const Config c = load_ok(with("admin:\n  listen: \"[::1]:0\"\n  token: \"s3cr3t-t0ken!\"\n"));
+      CHECK(c.admin.enabled);
+      CHECK(c.admin.listen.port() == 0);
+      CHECK(ip_of(c.admin.listen) == "::1");
+      CHECK(c.admin.token == "s3cr3t-t0ken!");
+    }
+    CHECK(load_ok(with("admin: {token: \"12345678\"}\n")).admin.token == "12345678");
+    expect_one_error(with("admin: yes\n"), 4, 8, "expected true, false or a map");
+    expect_one_error(with("admin:\n  listen: 127.0.0.1\n"), 5, 11, "missing port");
+    expect_one_error(with("admin:\n  listen: [a]\n"), 5, 11, "expected a string");
+    expect_one_error(with("admin:\n  token: short\n"), 5, 10, "at least 8 characters");
+    expect_one_error(with("admin:\n  token: \"\"\n"), 5, 10, "at least 8 characters");
+    expect_one_error(with("admin:\n  token: \"has a space\"\n"), 5, 10, "visible ASCII");
+    expect_one_error(with("admin:\n  token: \"tab\\there!!\"\n"), 5, 10, "visible ASCII");
+    expect_one_error(with("admin:\n  token: [a]\n"), 5, 10, "expected a string");
+    expect_one_error(with("admin:\n  user: x\n"), 5, 3, "unknown key 'user'");
+  }
+
+  TEST_CASE("headers") {
+    {
+      const Config c =
+          load_ok(with("headers:\n"
+                       "  handshake: {X-Foo: bar, X-Num: 5}\n"
+                       "  all:\n"
+                       "    Set-Cookie: [\"a=b; Path=/\", \"c=d\"]\n"
+                       "    X-Tab: \"a\\tb \"\n"
+                       "    X-Empty: \"\"\n"));
+      REQUIRE(c.headers.handshake.size() == 2);
+      CHECK(c.headers.handshake[0].name == "X-Foo");
+      CHECK(c.headers.handshake[0].value == "bar");
+      CHECK(c.headers.handshake[1].name == "X-Num");
+      CHECK(c.headers.handshake[1].value == "5");
+      REQUIRE(c.headers.all.size() == 4);
+      CHECK(c.headers.all[0].name == "Set-Cookie");
+      CHECK(c.headers.all[0].value == "a=b; Path=/");
+      CHECK(c.headers.all[1].name == "Set-Cookie");
+      CHECK(c.headers.all[1].value == "c=d");
+      CHECK(c.headers.all[2].value == "a\tb ");
+      CHECK(c.headers.all[3].name == "X-Empty");
+      CHECK(c.headers.all[3].value.empty());
+    }
+    CHECK(load_ok(with("headers: {}\n")).headers.all.empty());
+    // The same name in both lists is allowed (handshakes get both).
+    CHECK(load_ok(with("headers: {handshake: {X-A: 1}, all: {X-A: 2}}\n")).headers.all.size() == 1);
+  }
+
+  TEST_CASE("headers errors") {
+    const std::string all = with("headers:\n  all:\n");  // entries on line 6
+    expect_one_error(with("headers: 1\n"), 4, 10, "expected a map");
+    expect_one_error(with("headers:\n  other: {}\n"), 5, 3, "unknown key 'other'");
+    expect_one_error(with("headers:\n  handshake: [a]\n"), 5, 14, "expected a map of header names");
+    expect_one_error(with("headers:\n  all:\n"), 5, 3, "expected a map of header names");
+    expect_one_error(all + "    \"X Foo\": bar\n", 6, 5, "invalid header name 'X Foo'");
+    expect_one_error(all + "    \"X:Foo\": bar\n", 6, 5, "invalid header name");
+    expect_one_error(all + "    Content-Length: 5\n", 6, 5,
+                     "header 'Content-Length' is managed by the proxy");
+    expect_one_error(all + "    transfer-encoding: chunked\n", 6, 5, "managed by the proxy");
+    expect_one_error(all + "    Connection: close\n", 6, 5, "managed by the proxy");
+    expect_one_error(all + "    X-A: a\n    x-a: b\n", 7, 5,
+                     "duplicate header 'x-a' (first at line 6");
+    expect_one_error(all + "    X-A: \"a\\r\\nInjected: 1\"\n", 6, 10,
+                     "invalid value for header 'X-A'");
+    expect_one_error(all + "    X-A: \"a\\nb\"\n", 6, 10, "no CR, LF or NUL");
+    expect_one_error(all + "    X-A: \"a\\0b\"\n", 6, 10, "no CR, LF or NUL");
+    expect_one_error(all + "    X-A: \"caf\\u00e9\"\n", 6, 10, "only visible ASCII");
+    expect_one_error(all + "    X-A:\n", 6, 5, "expected a string or a non-empty list");
+    expect_one_error(all + "    X-A: []\n", 6, 10, "non-empty list");
+    expect_one_error(all + "    X-A: {b: c}\n", 6, 10, "non-empty list");
+    expect_one_error(all + "    X-A: [a, {b: c}]\n", 6, 14, "expected a string");
+    expect_one_error(all + "    ? [a]\n    : b\n", 6, 7, "expected a string key");
+  }
+
+  TEST_CASE("a config using every key at once loads") {
+    const std::string yaml = std::string(
+                                 "listen: [127.0.0.1:8080]\n"
+                                 "balance: least_conn\n"
+                                 "backends:\n"
+                                 "  - name: n1\n"
+                                 "    address: 127.0.0.1:3001\n"
+                                 "    weight: 2\n"
+                                 "    cookie: a1\n"
+                                 "    cookie_aliases: [old1, old2]\n"
+                                 "  - name: n2\n"
+                                 "    address: 127.0.0.1:3002\n"
+                                 "    cookie_aliases: legacy2\n"
+                                 "path: /socket.io\n"
+                                 "cookie:\n"
+                                 "  name: io\n"
+                                 "  sameSite: none\n"
+                                 "  secure: true\n"
+                                 "sticky:\n"
+                                 "  secret: \"") +
+                             kSecret +
+                             "\"\n"
+                             "  on_down: strict\n"
+                             "  server_cookie:\n"
+                             "    name: SERVERID\n"
+                             "    mode: insert\n"
+                             "    indirect: true\n"
+                             "    nocache: true\n"
+                             "    preserve: false\n"
+                             "    httponly: true\n"
+                             "    secure: true\n"
+                             "    domain: .example.com\n"
+                             "    maxidle: 30m\n"
+                             "    maxlife: 8h\n"
+                             "  tag_sids:\n"
+                             "    enabled: true\n"
+                             "    separator: \"~\"\n"
+                             "    accept_backend_tags: true\n"
+                             "health:\n"
+                             "  enabled: true\n"
+                             "  method: GET\n"
+                             "  path: /health\n"
+                             "  expect_status: 200\n"
+                             "  interval: 2s\n"
+                             "  timeout: 1s\n"
+                             "  rise: 2\n"
+                             "  fall: 3\n"
+                             "  slow_start: 10s\n"
+                             "  passive_fall: 3\n"
+                             "admin:\n"
+                             "  listen: 127.0.0.1:9902\n"
+                             "  token: \"0123456789abcdef\"\n"
+                             "access_log: {format: json}\n"
+                             "headers:\n"
+                             "  handshake: {X-Foo: bar}\n"
+                             "  all: {Set-Cookie: \"a=b\"}\n"
+                             "timeouts:\n"
+                             "  connect: 1s\n"
+                             "  client: 30s\n"
+                             "  server: 30s\n"
+                             "  tunnel: 1h\n"
+                             "  backend_keepalive: 3s\n"
+                             "  shutdown_grace: 15s\n"
+                             "affinity:\n"
+                             "  max_sessions: 100\n"
+                             "  idle_timeout: auto\n"
+                             "  fallback_idle: 2m\n"
+                             "limits:\n"
+                             "  max_header_size: 16k\n"
+                             "  max_url_length: 4k\n"
+                             "  max_handshake_body: 8k\n"
+                             "log:\n"
+                             "  level: warn\n";
+    const Config c = load_ok(yaml);
+    CHECK(c.balance == BalancePolicy::LeastConn);
+    REQUIRE(c.backends.size() == 2);
+    CHECK(c.backends[0].cookie == "a1");
+    CHECK(c.backends[0].cookie_aliases == std::vector<std::string>{"old1", "old2"});
+    CHECK(c.backends[1].cookie == kDerivedN2);
+    CHECK(c.backends[1].cookie_aliases == std::vector<std::string>{"legacy2"});
+    CHECK(c.sticky.secret == kSecret);
+    CHECK(c.sticky.strict);
+    CHECK(c.sticky.server_cookie.enabled);
+    CHECK(c.sticky.server_cookie.indirect);
+    CHECK(c.sticky.server_cookie.domains == std::vector<std::string>{".example.com"});
+    CHECK(c.sticky.server_cookie.maxidle == std::optional<Millis>(1800000ms));
+    CHECK(c.sticky.tag.enabled);
+    CHECK(c.sticky.tag.accept_backend_tags);
+    CHECK(c.sticky.tag.separator == "~");
+    CHECK(c.health.enabled);
+    CHECK(c.health.path == "/health");
+    CHECK(c.health.slow_start == 10000ms);
+    CHECK(c.admin.enabled);
+    CHECK(c.admin.listen.port() == 9902);
+    CHECK(c.admin.token == "0123456789abcdef");
+    CHECK(c.access_log);
+    CHECK(c.access_log_json);
+    REQUIRE(c.headers.handshake.size() == 1);
+    REQUIRE(c.headers.all.size() == 1);
+    CHECK(c.headers.all[0].name == "Set-Cookie");
+    CHECK(c.shutdown_grace == 15000ms);
+    CHECK(c.timeouts.tunnel == 3600000ms);
+    CHECK(c.log_level == LogLevel::Warn);
+  }
+
+  TEST_CASE("new-section errors are collected with the rest, in document order") {
+    const std::string yaml =
+        "listen: 127.0.0.1:8080\n"         // 1
+        "backends:\n"                      // 2
+        "  - name: n1\n"                   // 3
+        "    address: 127.0.0.1:1\n"       // 4
+        "    cookie: \"a.b\"\n"            // 5: separator in a tagged value
+        "  - name: n2\n"                   // 6
+        "    address: 127.0.0.1:2\n"       // 7
+        "    cookie_aliases: [a.b]\n"      // 8: same separator problem (not a duplicate)
+        "balance: nope\n"                  // 9
+        "sticky:\n"                        // 10
+        "  tag_sids: true\n"               // 11
+        "  server_cookie: {name: io}\n"    // 12: collides with cookie.name
+        "health:\n"                        // 13
+        "  interval: 100ms\n"              // 14: below the default timeout
+        "admin: {token: short}\n"          // 15
+        "headers: {all: {Upgrade: x}}\n";  // 16
+    const ConfigResult r = load(yaml);
+    INFO(all_errors(r));
+    CHECK_FALSE(r.config);
+    REQUIRE(r.errors.size() == 7);
+    const int lines[] = {5, 8, 9, 12, 14, 15, 16};
+    for (size_t i = 0; i < 7; ++i) CHECK(r.errors[i].line == lines[i]);
+    CHECK(r.errors[0].to_string() ==
+          "t.yaml:5:13: cookie value 'a.b' contains the sid tag separator '.'");
+    CHECK(r.errors[1].to_string() ==
+          "t.yaml:8:22: cookie value 'a.b' contains the sid tag separator '.'");
+  }
+}
+
+TEST_SUITE("config parsers") {
+  TEST_CASE("derive_cookie_value") {
+    // Known vectors: HMAC-SHA256(key, name), first 12 bytes, base64url without padding.
+    CHECK(derive_cookie_value(kSecret, "n1") == kDerivedN1);
+    CHECK(derive_cookie_value(kSecret, "n2") == kDerivedN2);
+    CHECK(derive_cookie_value("another-secret-of-16b", "n1") == "FtYbXqzg-d3FsWcc");
+    // Deterministic, 16 characters of the base64url alphabet, differs per name and secret.
+    const std::string a = derive_cookie_value(kSecret, "node-1");
+    CHECK(a == derive_cookie_value(kSecret, "node-1"));
+    CHECK(a.size() == 16);
+    CHECK(a.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+          std::string::npos);
+    CHECK(a != derive_cookie_value(kSecret, "node-2"));
+    CHECK(a != derive_cookie_value(std::string(kSecret) + "x", "node-1"));
+    for (int i = 0; i < 50; ++i) {
+      const std::string v = derive_cookie_value(kSecret, "backend-" + std::to_string(i));
+      CHECK(v.size() == 16);
+      CHECK(
+          v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+          std::string::npos);
+    }
+    CHECK(derive_cookie_value("", "n1").size() == 16);
   }
 }

@@ -1,0 +1,94 @@
+// Admin HTTP API: backend state and weight, the metrics page, liveness.
+//
+//   GET  /health                  200 {"status":"ok"}
+//   GET  /metrics                 Prometheus text (AdminModel::metrics_text)
+//   GET  /backends                {"backends":[{...}, ...]}
+//   GET  /backends/<name>         {...} | 404
+//   PUT  /backends/<name>/state   body `ready|drain|maint` or {"state":"drain"} -> 200 {...}
+//   PUT  /backends/<name>/weight  body `N` (0..1000000) or {"weight":N}        -> 200 {...}
+//   (POST is accepted for the two PUTs; HEAD for every GET.)
+//
+// HTTP/1.1 with keep-alive and pipelining, request bodies up to 4 KiB (413 beyond), heads up
+// to 16 KiB (431/414 beyond). Errors are JSON: {"error":"..."}. With AdminConfig::token set,
+// every request (including /health) needs `Authorization: Bearer <token>`, else 401.
+// Malformed requests get 400 and the connection is closed; an idle connection is closed
+// after 30 s; at most kMaxConnections connections at once (more are closed on accept).
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "stickyd/config.hpp"
+#include "stickyd/metrics.hpp"  // BackendStatus
+
+namespace stickyd {
+
+class Listener;
+
+// ready: normal; drain: no new sessions, existing sessions and tunnels continue;
+// maint: no traffic at all.
+enum class AdminState { Ready, Drain, Maint };
+
+const char* to_string(AdminState s);                            // "ready" | "drain" | "maint"
+std::optional<AdminState> parse_admin_state(std::string_view s);  // exact lowercase names
+
+// Implemented by the proxy. Called on the loop thread, from inside the admin server's read
+// callbacks; it must not destroy the AdminServer from these calls.
+class AdminModel {
+ public:
+  virtual ~AdminModel() = default;
+  virtual std::vector<BackendStatus> backends() = 0;
+  virtual bool set_state(std::string_view backend, AdminState s) = 0;  // false = unknown backend
+  virtual bool set_weight(std::string_view backend, uint32_t w) = 0;   // false = unknown backend
+  virtual void metrics_text(std::string& out) = 0;                     // Prometheus text
+};
+
+class AdminServer {
+ public:
+  static constexpr uint32_t kMaxWeight = 1000000;
+  static constexpr size_t kMaxBody = 4096;
+  static constexpr size_t kMaxHead = 16 * 1024;
+  static constexpr size_t kMaxConnections = 64;
+
+  // `cfg` is copied; `model` must outlive this object.
+  AdminServer(uv_loop_t* loop, const AdminConfig& cfg, AdminModel& model);
+  ~AdminServer();  // stop(); connections still closing free themselves later
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // 0 or a libuv error (logged). Logs "admin listening address=127.0.0.1:PORT".
+  int start();
+  std::string bound_address() const;  // "" before start()
+  // Closes the listener and every connection (idempotent). The handles are released on
+  // the next loop iterations.
+  void stop();
+
+  size_t connections() const { return conns_.size(); }
+  void set_idle_timeout(Millis t) { idle_timeout_ = t; }  // default 30 s
+
+ private:
+  class Conn;
+  friend class Conn;
+
+  void on_connection(uv_stream_t* server);
+  void destroy(Conn* c);
+
+  uv_loop_t* loop_;
+  AdminConfig cfg_;
+  AdminModel& model_;
+  std::array<unsigned char, 32> token_digest_{};  // SHA-256("Bearer-token"), when set
+  std::unique_ptr<Listener> listener_;
+  std::unordered_map<Conn*, std::unique_ptr<Conn>> conns_;
+  Millis idle_timeout_{30000};
+  bool stopped_ = false;
+};
+
+}  // namespace stickyd
