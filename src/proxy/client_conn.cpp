@@ -550,6 +550,7 @@ void ClientConn::learn_and_cookie(std::string_view sid_from_cookie, const OpenPa
   }
   server_.router().learn(sid, route_.backend, open, server_.now_ms());
   server_.metrics().handshake(route_.backend);
+  if (route_.key.empty()) route_.key = std::string(sid);  // for the access log
   log::debug("sid learnt", {{"sid", sid},
                             {"backend", backend},
                             {"from", sid_from_cookie.empty() ? "open-packet" : "set-cookie"}});
