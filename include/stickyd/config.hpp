@@ -27,6 +27,17 @@ struct SocketAddress {
   int port() const;
 };
 
+// TLS towards a backend (`backends[].tls`).
+struct TlsClientConfig {
+  bool enabled = false;
+  std::string ca_file;    // PEM bundle; empty = the system's default trust store
+  bool verify = true;     // verify the chain and the name (sni, else the address host)
+  std::string sni;        // server name to send and verify; empty = none sent, IP checked
+  std::string cert_file;  // optional client certificate (mutual TLS)
+  std::string key_file;
+  int line = 0, column = 0;  // where `tls:` was written, for errors found later
+};
+
 struct BackendConfig {
   std::string name;  // unique, [A-Za-z0-9_.-]+
   SocketAddress address;
@@ -37,6 +48,7 @@ struct BackendConfig {
   std::string cookie;
   // Extra values this backend also answers to (e.g. the ones an old HAProxy setup issued).
   std::vector<std::string> cookie_aliases;
+  TlsClientConfig tls;
   // Runtime only, never read from YAML: a backend a reload took out of the config. It keeps
   // its slot (backend indexes never change while stickyd runs) and gets no traffic.
   bool removed = false;
@@ -86,6 +98,32 @@ struct Limits {
 };
 
 enum class LogLevel { Debug, Info, Warn, Error };
+
+struct TlsCertificate {
+  std::string cert_file;  // PEM: leaf first, then the chain
+  std::string key_file;   // PEM private key matching the leaf
+  int line = 0, column = 0;  // of this entry, for errors found when loading the files
+};
+
+// TLS termination on a listener (`listen: [{address: ..., tls: {...}}]`).
+struct TlsServerConfig {
+  // The first is the default; the others are chosen by SNI against the names in their
+  // certificates (subjectAltName DNS entries, wildcards included).
+  std::vector<TlsCertificate> certificates;
+  std::string min_version = "1.2";  // "1.2" or "1.3"; 1.0/1.1 are never offered
+  std::string ciphers;       // TLS 1.2 cipher list; empty = a secure default (ECDHE + AEAD)
+  std::string ciphersuites;  // TLS 1.3 suites; empty = OpenSSL's default
+  bool session_tickets = true;
+  Millis ticket_key_rotation{12 * 3600 * 1000};  // new ticket key this often; the last two accepted
+  Millis handshake_timeout{10000};
+  bool secure_cookies = true;  // Set-Cookie stickyd adds on this listener gets `Secure`
+};
+
+struct ListenConfig {
+  SocketAddress address;
+  std::optional<TlsServerConfig> tls;
+  const std::string& text() const { return address.text; }
+};
 
 enum class BalancePolicy { RoundRobin, LeastConn, Random, Hash };
 
@@ -156,7 +194,7 @@ struct ResponseHeadersConfig {
 
 struct Config {
   std::string source;  // file the config came from
-  std::vector<SocketAddress> listen;
+  std::vector<ListenConfig> listen;
   std::vector<BackendConfig> backends;
   std::string path = "/socket.io/";  // always ends with '/', like engine.io normalises it
   CookieConfig cookie;

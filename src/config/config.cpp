@@ -546,7 +546,7 @@ class Loader {
 
   void load_listen(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
     if (value.IsScalar()) {
-      if (auto a = get_address(value, key, true)) cfg.listen.push_back(std::move(*a));
+      if (auto a = get_address(value, key, true)) cfg.listen.push_back(ListenConfig{std::move(*a), std::nullopt});
       return;
     }
     if (!value.IsSequence()) {
@@ -558,7 +558,7 @@ class Loader {
       return;
     }
     for (YAML::Node item : value) {
-      if (auto a = get_address(item, item, true)) cfg.listen.push_back(std::move(*a));
+      if (auto a = get_address(item, item, true)) cfg.listen.push_back(ListenConfig{std::move(*a), std::nullopt});
     }
   }
 

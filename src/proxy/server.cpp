@@ -32,7 +32,8 @@ Server::Server(uv_loop_t* loop, Config config)
 Server::~Server() = default;
 
 bool Server::start() {
-  for (const SocketAddress& a : config_.listen) {
+  for (const ListenConfig& lc : config_.listen) {
+    const SocketAddress& a = lc.address;
     auto l = std::make_unique<Listener>(loop_, a, [this](uv_stream_t* s) { on_connection(s); });
     int r = l->start();
     if (r != 0) {
@@ -206,8 +207,8 @@ void Server::reload(Config next) {
   for (BackendConfig& b : added) ordered.push_back(std::move(b));
   next.backends = std::move(ordered);
   std::vector<std::string> old_listen, new_listen;
-  for (const SocketAddress& a : config_.listen) old_listen.push_back(a.text);
-  for (const SocketAddress& a : next.listen) new_listen.push_back(a.text);
+  for (const ListenConfig& a : config_.listen) old_listen.push_back(a.text());
+  for (const ListenConfig& a : next.listen) new_listen.push_back(a.text());
   if (old_listen != new_listen) {
     log::warn("listen addresses changed: restart to apply; keeping the current ones");
     next.listen = config_.listen;
