@@ -7,12 +7,17 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "stickyd/config.hpp"
 
 namespace stickyd {
+
+namespace tls {
+class Session;
+}
 
 // All reads on a loop land in one shared buffer: a connection keeps no read buffer of its
 // own, so an idle keep-alive connection or websocket tunnel costs no buffer memory. Whatever
@@ -53,6 +58,11 @@ class Socket {
   void set_deadline(Millis after);
   void clear_deadline();
 
+  // From now on bytes on the wire are TLS: reads are decrypted before on_read(), sends are
+  // encrypted. A client session sends its ClientHello at once.
+  void use_tls(std::unique_ptr<tls::Session> session, bool client);
+  const tls::Session* tls() const { return tls_.get(); }
+
  protected:
   virtual void on_read(const char* data, size_t len) = 0;
   virtual void on_eof() = 0;
@@ -61,6 +71,9 @@ class Socket {
   virtual void on_drained() {}  // queued writes fell back to 0 bytes
   virtual void on_deadline() = 0;
   virtual void on_closed() = 0;  // last call on this object; the owner may destroy it
+  // TLS failed (bad handshake, plain HTTP on a TLS port, ...): `why` is OpenSSL's reason.
+  // Default: close.
+  virtual void on_tls_error(const std::string& why) { (void)why; close(); }
 
  private:
   struct QueuedWrite;
@@ -71,6 +84,10 @@ class Socket {
   static void timer_cb(uv_timer_t*);
   static void close_cb(uv_handle_t*);
 
+  bool raw_send(const uv_buf_t* bufs, unsigned count);
+  bool flush_tls();
+
+  std::unique_ptr<tls::Session> tls_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
   uv_shutdown_t shutdown_req_;
@@ -79,6 +96,7 @@ class Socket {
   bool reading_ = false;
   bool closing_ = false;
   bool shutdown_sent_ = false;
+  bool eof_seen_ = false;  // TLS close_notify and the TCP FIN both end the stream once
 };
 
 // Binds and listens; calls `on_connection` for each connection the loop accepts.
@@ -90,6 +108,7 @@ class Listener {
   Listener& operator=(const Listener&) = delete;
   int start();                         // 0 or a libuv error code
   std::string bound_address() const;   // "127.0.0.1:40123" (real port when 0 was asked)
+  uv_stream_t* stream() const { return reinterpret_cast<uv_stream_t*>(handle_); }
   void close();
 
  private:

@@ -29,6 +29,10 @@ namespace stickyd {
 
 class Server;
 class ClientConn;
+namespace tls {
+class ServerContext;
+class ClientContext;
+}
 
 // One connection to a backend. It writes what its ClientConn gives it, parses responses with
 // llhttp and reports every event back; between exchanges it waits in its backend's pool.
@@ -63,6 +67,7 @@ class UpstreamConn final : public Socket {
   void on_drained() override;
   void on_deadline() override;
   void on_closed() override;
+  void on_tls_error(const std::string& why) override;
 
   void execute(const char* data, size_t len);
   void fail(int status);
@@ -96,7 +101,8 @@ class UpstreamConn final : public Socket {
 
 class ClientConn final : public Socket {
  public:
-  explicit ClientConn(Server& server);
+  // `tls`: the listener's context when it terminates TLS, else null.
+  ClientConn(Server& server, std::shared_ptr<const tls::ServerContext> tls, bool secure_cookies);
   void start();  // after uv_accept
   bool idle() const { return state_ == State::Idle && pending_.empty(); }
   void close_now() { abort(nullptr); }
@@ -136,6 +142,7 @@ class ClientConn final : public Socket {
   void on_drained() override;
   void on_deadline() override;
   void on_closed() override;
+  void on_tls_error(const std::string& why) override;
 
   static int cb_message_begin(llhttp_t* p);
   static int cb_url(llhttp_t* p, const char* at, size_t n);
@@ -182,6 +189,8 @@ class ClientConn final : public Socket {
   void release_session();  // pin and tunnel accounting, when the connection ends
 
   Server& server_;
+  std::shared_ptr<const tls::ServerContext> tls_ctx_;  // kept alive by its connections (reload)
+  bool secure_cookies_ = false;
   llhttp_t parser_;
   HttpHead head_;
   std::string peer_ip_;
@@ -239,6 +248,9 @@ class Server final : public AdminModel {
 
   uv_loop_t* loop() const { return loop_; }
   const Config& config() const { return config_; }
+  const tls::ClientContext* backend_tls(int backend) const {
+    return static_cast<size_t>(backend) < backend_tls_.size() ? backend_tls_[static_cast<size_t>(backend)].get() : nullptr;
+  }
   Router& router() { return router_; }
   Metrics& metrics() { return metrics_; }
   int64_t now_ms() const { return static_cast<int64_t>(uv_now(loop_)); }
@@ -260,11 +272,13 @@ class Server final : public AdminModel {
   void metrics_text(std::string& out) override;
 
  private:
-  void on_connection(uv_stream_t* listener);
+  void on_connection(size_t listener);
+  bool build_tls_contexts(const Config& cfg);  // false (logged) when a file went bad since --check
   void on_health(int backend, Health h, const std::string& reason);
   void maybe_finish_drain();
   static void sweep_cb(uv_timer_t* t);
   static void grace_cb(uv_timer_t* t);
+  static void ticket_cb(uv_timer_t* t);
 
   uv_loop_t* loop_;
   Config config_;  // reload assigns in place: every `const Config&` handed out stays valid
@@ -273,6 +287,9 @@ class Server final : public AdminModel {
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<AdminServer> admin_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::shared_ptr<tls::ServerContext>> listener_tls_;  // per listen entry, or null
+  std::vector<std::shared_ptr<tls::ClientContext>> backend_tls_;   // per backend, or null
+  uv_timer_t ticket_timer_;
   std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
   std::unordered_map<UpstreamConn*, std::unique_ptr<UpstreamConn>> upstreams_;
   std::vector<std::vector<UpstreamConn*>> idle_;  // per backend, most recent last

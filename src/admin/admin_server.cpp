@@ -560,7 +560,7 @@ class AdminServer::Conn final : public Socket {
         answer();
         if (finishing_ || closing()) return;
         llhttp_resume(&parser_);
-        if (write_backlogged() && p < end) {
+        if (write_backlogged()) {
           // The client is not reading its answers: stop reading until they drain.
           pending_.assign(p, static_cast<size_t>(end - p));
           stop_reading();
@@ -786,11 +786,9 @@ class AdminServer::Conn final : public Socket {
       return;
     }
     if (!pending_.empty()) return;  // answered when the queued answers drain
-    if (in_request_ || queued_bytes() == 0) {
-      Socket::close();  // a partial request cannot complete now
-      return;
-    }
-    finish();
+    // A partial request cannot complete now; answers already queued are still delivered.
+    if (queued_bytes() == 0) Socket::close();
+    else finish();
   }
 
   void on_read_error(int) override { Socket::close(); }
@@ -808,11 +806,11 @@ class AdminServer::Conn final : public Socket {
       if (finishing_ || closing() || !pending_.empty()) return;
     }
     if (eof_) {
-      if (in_request_ || queued_bytes() == 0) Socket::close();
+      if (queued_bytes() == 0) Socket::close();
       else finish();
       return;
     }
-    start_reading();
+    if (!write_backlogged()) start_reading();
   }
 
   void on_deadline() override {

@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "stickyd/net.hpp"
+#include "stickyd/tls.hpp"
 
 namespace stickyd {
 
@@ -26,12 +27,47 @@ void Socket::alloc_cb(uv_handle_t*, size_t, uv_buf_t* buf) {
   *buf = uv_buf_init(shared, sizeof shared);
 }
 
+void Socket::use_tls(std::unique_ptr<tls::Session> session, bool client) {
+  tls_ = std::move(session);
+  if (client) {
+    tls_->start();
+    flush_tls();
+  }
+}
+
+bool Socket::flush_tls() {
+  static std::string wire;  // reused: one loop per thread, never nested
+  wire.clear();
+  tls_->take_output(wire);
+  if (wire.empty()) return true;
+  uv_buf_t b = uv_buf_init(wire.data(), static_cast<unsigned>(wire.size()));
+  return raw_send(&b, 1);
+}
+
 void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   auto* self = static_cast<Socket*>(s->data);
   if (self->closing_) return;
+  if (n > 0 && self->tls_) {
+    static std::string plain;  // decrypted bytes; reused like the read buffer
+    plain.clear();
+    bool ok = self->tls_->feed(buf->base, static_cast<size_t>(n), plain);
+    self->flush_tls();  // handshake records, alerts
+    if (!ok) {
+      self->on_tls_error(self->tls_->error());
+      return;
+    }
+    if (!plain.empty() && !self->closing_) self->on_read(plain.data(), plain.size());
+    if (self->tls_ && self->tls_->peer_closed() && !self->closing_ && !self->eof_seen_) {
+      self->eof_seen_ = true;
+      self->on_eof();
+    }
+    return;
+  }
   if (n > 0) {
     self->on_read(buf->base, static_cast<size_t>(n));
   } else if (n == UV_EOF) {
+    if (self->eof_seen_) return;
+    self->eof_seen_ = true;
     self->on_eof();
   } else if (n < 0) {
     self->on_read_error(static_cast<int>(n));
@@ -55,6 +91,16 @@ bool Socket::send(std::string_view bytes) {
 }
 
 bool Socket::send(const uv_buf_t* bufs, unsigned count) {
+  if (closing_ || shutdown_sent_) return false;
+  if (tls_) {
+    for (unsigned i = 0; i < count; ++i)
+      if (bufs[i].len && !tls_->write(std::string_view(bufs[i].base, bufs[i].len))) return false;
+    return flush_tls();
+  }
+  return raw_send(bufs, count);
+}
+
+bool Socket::raw_send(const uv_buf_t* bufs, unsigned count) {
   if (closing_ || shutdown_sent_) return false;
   size_t total = 0;
   for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
@@ -103,6 +149,10 @@ void Socket::write_cb(uv_write_t* req, int status) {
 
 void Socket::shutdown_write() {
   if (closing_ || shutdown_sent_) return;
+  if (tls_) {
+    tls_->shutdown();  // close_notify before the FIN
+    flush_tls();
+  }
   shutdown_sent_ = true;
   shutdown_req_.data = this;
   if (uv_shutdown(&shutdown_req_, stream(), shutdown_cb) != 0) shutdown_sent_ = true;

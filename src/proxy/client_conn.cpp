@@ -14,6 +14,7 @@
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
 #include "stickyd/rewrite.hpp"
+#include "stickyd/tls.hpp"
 #include "stickyd/ws_frame.hpp"
 
 namespace stickyd {
@@ -59,7 +60,10 @@ const llhttp_settings_t* ClientConn::settings() {
   return &s;
 }
 
-ClientConn::ClientConn(Server& server) : Socket(server.loop()), server_(server) {
+ClientConn::ClientConn(Server& server, std::shared_ptr<const tls::ServerContext> tls,
+                       bool secure_cookies)
+    : Socket(server.loop()), server_(server), tls_ctx_(std::move(tls)),
+      secure_cookies_(secure_cookies) {
   llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
 }
@@ -68,7 +72,14 @@ void ClientConn::start() {
   uv_tcp_nodelay(tcp(), 1);
   peer_ip_ = peer_ip(tcp());
   client_hash_ = hash_bytes(peer_ip_);
-  set_deadline(server_.config().timeouts.client);
+  Millis first = server_.config().timeouts.client;
+  if (tls_ctx_) {
+    use_tls(tls::Session::server(*tls_ctx_), false);
+    // A handshake that never finishes is cut short; the client timeout applies after it.
+    for (const ListenConfig& lc : server_.config().listen)
+      if (lc.tls && lc.tls->handshake_timeout < first) first = lc.tls->handshake_timeout;
+  }
+  set_deadline(first);
   start_reading();
 }
 
@@ -143,6 +154,14 @@ void ClientConn::on_read(const char* data, size_t len) {
     return;
   }
   if (state_ == State::Closing) return;
+  if (!tls_ctx_ && !seen_bytes_ && state_ == State::Idle && len >= 3 && data[0] == 0x16 &&
+      data[1] == 0x03) {
+    // A TLS ClientHello on a plain HTTP port: an HTTP error page would only be noise to a TLS
+    // client. Say so in the log and close.
+    log::warn("TLS handshake on a plain HTTP listener", {{"client", peer_ip_}});
+    abort(nullptr);
+    return;
+  }
   seen_bytes_ = true;
   // While an exchange waits for its response, or earlier bytes wait their turn, new bytes
   // queue behind them: responses go back in request order.
@@ -285,7 +304,7 @@ std::string ClientConn::build_upstream_head() const {
     forwarded_for += peer_ip_;
   }
   if (!forwarded_for.empty()) append_field(out, "X-Forwarded-For", forwarded_for);
-  append_field(out, "X-Forwarded-Proto", "http");
+  append_field(out, "X-Forwarded-Proto", tls_ctx_ ? "https" : "http");
   if (upgrade_requested_) {
     append_field(out, "Connection", "Upgrade");
     append_field(out, "Upgrade", head_.get("upgrade"));
@@ -485,8 +504,10 @@ void ClientConn::write_response_head(const ResponseEdit& edit) {
   }
   if (sc.enabled && sc.mode == ServerCookieMode::Insert && !server_set_cookie &&
       (!route_.server_cookie_ok || route_.refresh_server_cookie)) {
-    append_field(out, "Set-Cookie",
-                 persistence.insert_set_cookie(route_.backend, now_s, route_.server_cookie_first_seen));
+    std::string inserted =
+        persistence.insert_set_cookie(route_.backend, now_s, route_.server_cookie_first_seen);
+    if (secure_cookies_ && !sc.secure) inserted += "; Secure";
+    append_field(out, "Set-Cookie", inserted);
     // nocache: a shared cache must not hand this cookie to other clients.
     if (sc.nocache && !has_cache_control) append_field(out, "Cache-Control", "private");
   }
@@ -567,7 +588,15 @@ void ClientConn::learn_and_cookie(std::string_view sid_from_cookie, const OpenPa
     log::warn("sid not reflected into a cookie: unsafe characters", {{"sid", sid}});
     return;
   }
-  if (std::optional<std::string> v = serialize_set_cookie(cc, value)) edit->inject_cookie = std::move(*v);
+  std::optional<std::string> v;
+  if (secure_cookies_ && !cc.secure) {
+    CookieConfig secure = cc;  // TLS listener: the injected cookie travels only over TLS
+    secure.secure = true;
+    v = serialize_set_cookie(secure, value);
+  } else {
+    v = serialize_set_cookie(cc, value);
+  }
+  if (v) edit->inject_cookie = std::move(*v);
 }
 
 void ClientConn::finish_handshake_hold() {
@@ -1002,6 +1031,11 @@ void ClientConn::on_eof() {
   // The client went away mid-exchange (e.g. during a held poll): release the backend
   // connection now instead of waiting for the response nobody will read.
   abort("client closed mid-exchange");
+}
+
+void ClientConn::on_tls_error(const std::string& why) {
+  log::warn("TLS handshake failed", {{"client", peer_ip_}, {"error", why}});
+  abort(nullptr);
 }
 
 void ClientConn::on_read_error(int status) {

@@ -2,6 +2,7 @@
 
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
+#include "stickyd/tls.hpp"
 
 namespace stickyd {
 
@@ -23,26 +24,79 @@ Server::Server(uv_loop_t* loop, Config config)
       idle_(config_.backends.size()) {
   uv_timer_init(loop_, &sweep_timer_);
   uv_timer_init(loop_, &grace_timer_);
+  uv_timer_init(loop_, &ticket_timer_);
   sweep_timer_.data = this;
   grace_timer_.data = this;
+  ticket_timer_.data = this;
   health_ = std::make_unique<HealthChecker>(
       loop_, config_, [this](int b, Health h, const std::string& why) { on_health(b, h, why); });
 }
 
 Server::~Server() = default;
 
+bool Server::build_tls_contexts(const Config& cfg) {
+  std::vector<std::shared_ptr<tls::ServerContext>> servers;
+  std::vector<std::shared_ptr<tls::ClientContext>> clients;
+  std::string error;
+  for (const ListenConfig& lc : cfg.listen) {
+    if (!lc.tls) {
+      servers.push_back(nullptr);
+      continue;
+    }
+    std::shared_ptr<tls::ServerContext> c = tls::ServerContext::create(*lc.tls, error);
+    if (!c) {
+      log::error("TLS certificate unusable", {{"listen", lc.text()}, {"error", error}});
+      return false;
+    }
+    servers.push_back(std::move(c));
+  }
+  for (const BackendConfig& b : cfg.backends) {
+    if (!b.tls.enabled || b.removed) {
+      clients.push_back(nullptr);
+      continue;
+    }
+    std::shared_ptr<tls::ClientContext> c = tls::ClientContext::create(b.tls, error);
+    if (!c) {
+      log::error("backend TLS unusable", {{"backend", b.name}, {"error", error}});
+      return false;
+    }
+    clients.push_back(std::move(c));
+  }
+  listener_tls_ = std::move(servers);
+  backend_tls_ = std::move(clients);
+  return true;
+}
+
+void Server::ticket_cb(uv_timer_t* t) {
+  auto* self = static_cast<Server*>(t->data);
+  for (auto& c : self->listener_tls_)
+    if (c) c->rotate_ticket_keys();
+}
+
 bool Server::start() {
-  for (const ListenConfig& lc : config_.listen) {
-    const SocketAddress& a = lc.address;
-    auto l = std::make_unique<Listener>(loop_, a, [this](uv_stream_t* s) { on_connection(s); });
+  if (!build_tls_contexts(config_)) return false;
+  for (size_t i = 0; i < config_.listen.size(); ++i) {
+    const SocketAddress& a = config_.listen[i].address;
+    auto l = std::make_unique<Listener>(loop_, a, [this, i](uv_stream_t* s) {
+      (void)s;
+      on_connection(i);
+    });
     int r = l->start();
     if (r != 0) {
       log::error("cannot listen", {{"address", a.text}, {"error", uv_strerror(r)}});
       return false;
     }
-    log::info("listening", {{"address", l->bound_address()}});
+    log::info("listening", {{"address", l->bound_address()},
+                            {"tls", config_.listen[i].tls ? "yes" : "no"}});
     listeners_.push_back(std::move(l));
   }
+  Millis rotation{0};
+  for (const ListenConfig& lc : config_.listen)
+    if (lc.tls && lc.tls->session_tickets && (rotation.count() == 0 || lc.tls->ticket_key_rotation < rotation))
+      rotation = lc.tls->ticket_key_rotation;
+  if (rotation.count() > 0)
+    uv_timer_start(&ticket_timer_, ticket_cb, static_cast<uint64_t>(rotation.count()),
+                   static_cast<uint64_t>(rotation.count()));
   if (config_.admin.enabled) {
     admin_ = std::make_unique<AdminServer>(loop_, config_.admin, *this);
     int r = admin_->start();
@@ -82,8 +136,10 @@ void Server::stop() {
   if (health_) health_->stop();
   uv_timer_stop(&sweep_timer_);
   uv_timer_stop(&grace_timer_);
+  uv_timer_stop(&ticket_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
   std::vector<ClientConn*> cs;
   for (auto& [p, _] : clients_) cs.push_back(p);
   for (ClientConn* c : cs) c->close();
@@ -124,12 +180,14 @@ void Server::maybe_finish_drain() {
   }
 }
 
-void Server::on_connection(uv_stream_t* listener) {
-  auto conn = std::make_unique<ClientConn>(*this);
+void Server::on_connection(size_t index) {
+  const ListenConfig& lc = config_.listen[index];
+  bool secure_cookies = lc.tls && lc.tls->secure_cookies;
+  auto conn = std::make_unique<ClientConn>(*this, listener_tls_[index], secure_cookies);
   ClientConn* c = conn.get();
   clients_.emplace(c, std::move(conn));
   metrics_.client_opened();
-  if (uv_accept(listener, c->stream()) != 0) {
+  if (uv_accept(listeners_[index]->stream(), c->stream()) != 0) {
     c->close();
     return;
   }
@@ -219,6 +277,11 @@ void Server::reload(Config next) {
     next.admin = config_.admin;
   }
 
+  // New certificates for new connections; live ones keep the context they started with.
+  if (!build_tls_contexts(next)) {
+    log::error("reload refused: keeping the running config");
+    return;
+  }
   health_->stop();
   config_ = std::move(next);
   log::set_level(config_.log_level);

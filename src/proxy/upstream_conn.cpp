@@ -1,5 +1,6 @@
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
+#include "stickyd/tls.hpp"
 
 namespace stickyd {
 
@@ -52,6 +53,13 @@ void UpstreamConn::connect_cb(uv_connect_t* req, int status) {
   }
   self->connected_ = true;
   self->server_.connect_result(self->backend_, true);
+  if (const tls::ClientContext* ctx = self->server_.backend_tls(self->backend_)) {
+    // Requests written from now on are encrypted (and held until the handshake is done).
+    const BackendConfig& b = self->server_.router().backend(self->backend_).config;
+    std::string host = b.address.text.substr(0, b.address.text.rfind(':'));
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    self->use_tls(tls::Session::client(*ctx, host), true);
+  }
   self->start_reading();
   if (self->client_) self->client_->upstream_connected();
 }
@@ -196,6 +204,12 @@ void UpstreamConn::on_eof() {
 }
 
 void UpstreamConn::on_read_error(int status) { fail(status); }
+
+void UpstreamConn::on_tls_error(const std::string& why) {
+  log::warn("backend TLS failed", {{"backend", server_.router().backend(backend_).config.name},
+                                   {"error", why}});
+  fail(UV_EPROTO);
+}
 
 void UpstreamConn::on_write_error(int status) {
   if (tunnel_) {

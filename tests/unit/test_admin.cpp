@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -100,8 +101,9 @@ struct Response {
 
 class Client {
  public:
-  explicit Client(int port) {
+  explicit Client(int port, int rcvbuf = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);  // before connect
     timeval tv{3, 0};  // a broken server fails the test instead of hanging it
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -254,6 +256,7 @@ struct Harness {
   int port = 0;
 
   explicit Harness(const std::string& token = "") {
+    signal(SIGPIPE, SIG_IGN);  // as stickyd's main() does
     uv_loop_init(&loop);
     REQUIRE_FALSE(parse_socket_address("127.0.0.1:0", cfg.listen, true).has_value());
     cfg.enabled = true;
@@ -647,6 +650,23 @@ TEST_CASE("admin: keep-alive and pipelining") {
     CHECK(c.closed_by_peer());
   });
   CHECK(h.model.find("n1")->weight == 3);
+
+  // Many pipelined requests from a client that reads slowly (a tiny receive window): the
+  // server stops reading while its answers are backlogged, and every answer still arrives.
+  h.run([](int port) {
+    Client c(port, 4096);
+    REQUIRE(c.connected());
+    std::string batch;
+    for (int i = 0; i < 300; ++i) batch += get(i % 2 ? "/metrics" : "/backends");
+    REQUIRE(c.send(batch));
+    int ok = 0;
+    for (int i = 0; i < 300; ++i) {
+      auto r = c.read();
+      if (!r) break;
+      ok += r->status == 200 && r->body.rfind(i % 2 ? "# HELP" : "{\"backends\"", 0) == 0;
+    }
+    CHECK(ok == 300);
+  });
 
   // HTTP/1.0: closed after the answer unless keep-alive was asked for.
   h.run([](int port) {

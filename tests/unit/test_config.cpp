@@ -358,7 +358,11 @@ TEST_SUITE("config") {
                      "missing required key 'listen'");
     expect_one_error(with("").replace(0, 22, "listen: []"), 1, 9,
                      "expected at least one listen address");
-    expect_one_error(with("").replace(0, 22, "listen: {a: 1}"), 1, 9, "expected a string");
+    expect_one_error(with("").replace(0, 22, "listen: {address: 127.0.0.1:1, a: 1}"), 1, 32,
+                     "unknown key 'a'");
+    expect_one_error(with("").replace(0, 22, "listen: {}"), 1, 9,
+                     "listen entry is missing required key 'address'");
+    expect_one_error(with("").replace(0, 22, "listen: [[1]]"), 1, 10, "expected a string");
     expect_one_error(with("").replace(0, 22, "listen: 127.0.0.1"), 1, 9, "missing port");
     expect_one_error(with("").replace(0, 22, "listen: 127.0.0.1:65536"), 1, 9, "invalid port");
     expect_one_error(with("").replace(0, 22, "listen: 127.0.0.1:-1"), 1, 9, "invalid port");
@@ -1393,5 +1397,362 @@ TEST_SUITE("config parsers") {
           std::string::npos);
     }
     CHECK(derive_cookie_value("", "n1").size() == 16);
+  }
+}
+
+// ---- TLS ------------------------------------------------------------------------------------
+
+namespace stickyd_test {
+// Directory of test certificates made by test_tls.cpp ("" if they could not be made):
+// ca.pem, a.pem/a.key (a.test), b.pem/b.key (b.test), client.pem/.key, expired.pem (key
+// a.key), other.key (matches nothing), junk.txt (not PEM).
+std::string tls_test_dir();
+}  // namespace stickyd_test
+
+namespace {
+
+std::string tls_dir() {
+  const std::string d = stickyd_test::tls_test_dir();
+  REQUIRE_FALSE(d.empty());
+  return d;
+}
+
+// Loaded as if from <tls dir>/stickyd.yaml, so relative file names are the test certificates.
+ConfigResult load_tls(const std::string& yaml) {
+  return load_config_string(yaml, tls_dir() + "/stickyd.yaml");
+}
+
+Config load_tls_ok(const std::string& yaml) {
+  const ConfigResult r = load_tls(yaml);
+  INFO("yaml:\n" << yaml << "errors:\n" << all_errors(r));
+  REQUIRE(r.errors.empty());
+  REQUIRE(r.config.has_value());
+  return *r.config;
+}
+
+void expect_tls_error(const std::string& yaml, int line, int col, const std::string& frag) {
+  const ConfigResult r = load_tls(yaml);
+  INFO("yaml:\n" << yaml << "errors:\n" << all_errors(r));
+  CHECK_FALSE(r.config.has_value());
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].file == tls_dir() + "/stickyd.yaml");
+  CHECK(r.errors[0].line == line);
+  CHECK(r.errors[0].column == col);
+  CHECK(r.errors[0].message.find(frag) != std::string::npos);
+}
+
+// A document whose listener's `tls:` map starts on line 4 (its keys at column 7).
+std::string tls_listener(const std::string& tls_body) {
+  return "listen:\n"
+         "  - address: 127.0.0.1:8443\n"
+         "    tls:\n" +
+         tls_body + "backends:\n  - {name: n1, address: 127.0.0.1:3001}\n";
+}
+
+// A document whose backend's `tls:` starts on line 5, column 5.
+std::string tls_backend(const std::string& tls_value) {
+  return "listen: 127.0.0.1:8080\n"
+         "backends:\n"
+         "  - name: n1\n"
+         "    address: 127.0.0.1:3443\n"
+         "    tls: " +
+         tls_value + "\n";
+}
+
+}  // namespace
+
+TEST_SUITE("config: tls") {
+  TEST_CASE("listener tls: shorthand cert/key and every option") {
+    const std::string d = tls_dir();
+    const Config c = load_tls(
+                         "listen:\n"
+                         "  - 127.0.0.1:8080\n"
+                         "  - address: 127.0.0.1:8443\n"
+                         "    tls:\n"
+                         "      cert: a.pem\n"
+                         "      key: ./sub/../a.key\n"
+                         "      min_version: 1.3\n"
+                         "      ciphers: \"ECDHE+AESGCM:!aNULL\"\n"
+                         "      ciphersuites: \"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384\"\n"
+                         "      session_tickets: false\n"
+                         "      ticket_key_rotation: 6h\n"
+                         "      handshake_timeout: 2500ms\n"
+                         "      secure_cookies: false\n"
+                         "backends:\n"
+                         "  - {name: n1, address: 127.0.0.1:3001}\n")
+                         .config.value();
+    REQUIRE(c.listen.size() == 2);
+    CHECK(c.listen[0].text() == "127.0.0.1:8080");
+    CHECK_FALSE(c.listen[0].tls);
+    CHECK(c.listen[1].text() == "127.0.0.1:8443");
+    CHECK(c.listen[1].address.port() == 8443);
+    REQUIRE(c.listen[1].tls);
+    const TlsServerConfig& t = *c.listen[1].tls;
+    REQUIRE(t.certificates.size() == 1);
+    CHECK(t.certificates[0].cert_file == d + "/a.pem");
+    CHECK(t.certificates[0].key_file == d + "/a.key");  // resolved and normalised
+    CHECK(t.certificates[0].line == 5);
+    CHECK(t.certificates[0].column == 13);
+    CHECK(t.min_version == "1.3");
+    CHECK(t.ciphers == "ECDHE+AESGCM:!aNULL");
+    CHECK(t.ciphersuites == "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384");
+    CHECK_FALSE(t.session_tickets);
+    CHECK(t.ticket_key_rotation == 6h);
+    CHECK(t.handshake_timeout == 2500ms);
+    CHECK_FALSE(t.secure_cookies);
+  }
+
+  TEST_CASE("listener tls: defaults, a single map, a certificate list, absolute paths") {
+    const std::string d = tls_dir();
+    Config c = load_tls_ok(
+        "listen: {address: 127.0.0.1:8443, tls: {cert: a.pem, key: a.key}}\n"
+        "backends:\n  - {name: n1, address: 127.0.0.1:3001}\n");
+    REQUIRE(c.listen.size() == 1);
+    REQUIRE(c.listen[0].tls);
+    const TlsServerConfig& t = *c.listen[0].tls;
+    CHECK(t.min_version == "1.2");
+    CHECK(t.ciphers.empty());
+    CHECK(t.ciphersuites.empty());
+    CHECK(t.session_tickets);
+    CHECK(t.ticket_key_rotation == 12h);
+    CHECK(t.handshake_timeout == 10s);
+    CHECK(t.secure_cookies);
+
+    c = load_tls_ok(tls_listener("      min_version: \"1.2\"\n"
+                                 "      certificates:\n"
+                                 "        - {cert: a.pem, key: a.key}\n"
+                                 "        - cert: " + d + "/b.pem\n"
+                                 "          key: b.key\n"));
+    const TlsServerConfig& l = *c.listen.at(0).tls;
+    REQUIRE(l.certificates.size() == 2);
+    CHECK(l.min_version == "1.2");
+    CHECK(l.certificates[0].cert_file == d + "/a.pem");
+    CHECK(l.certificates[0].line == 6);
+    CHECK(l.certificates[0].column == 11);
+    CHECK(l.certificates[1].cert_file == d + "/b.pem");
+    CHECK(l.certificates[1].key_file == d + "/b.key");
+    CHECK(l.certificates[1].line == 7);
+    CHECK(l.certificates[1].column == 11);
+
+    c = load_tls_ok(tls_listener("      {cert: a.pem, key: a.key, min_version: TLSv1.3}\n"));
+    CHECK(c.listen[0].tls->min_version == "1.3");
+  }
+
+  TEST_CASE("relative paths: against the config file's directory, else the working directory") {
+    const std::string d = tls_dir();
+    // load_config_file: relative to the file.
+    const std::string path = d + "/from-file.yaml";
+    {
+      std::ofstream out(path);
+      out << tls_listener("      cert: a.pem\n      key: a.key\n");
+    }
+    ConfigResult r = load_config_file(path);
+    INFO(all_errors(r));
+    REQUIRE(r.config);
+    CHECK(r.config->listen[0].tls->certificates[0].cert_file == d + "/a.pem");
+    std::remove(path.c_str());
+    // A name without a directory: the working directory.
+    char cwd[4096];
+    REQUIRE(getcwd(cwd, sizeof cwd) != nullptr);
+    r = load(tls_listener("      cert: stickyd-no-such.pem\n      key: a.key\n"));
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].to_string() == "t.yaml:4:13: certificate file '" + std::string(cwd) +
+                                         "/stickyd-no-such.pem': No such file or directory");
+  }
+
+  TEST_CASE("listener tls: file problems at the cert or key node, with OpenSSL's reason") {
+    const std::string d = tls_dir();
+    const std::string file = d + "/stickyd.yaml";
+    ConfigResult r = load_tls(tls_listener("      cert: missing.pem\n      key: a.key\n"));
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].to_string() == file + ":4:13: certificate file '" + d +
+                                         "/missing.pem': No such file or directory");
+    expect_tls_error(tls_listener("      cert: a.pem\n      key: missing.key\n"), 5, 12,
+                     "private key file '" + d + "/missing.key': No such file or directory");
+    expect_tls_error(tls_listener("      cert: a.pem\n      key: other.key\n"), 5, 12,
+                     "private key file '" + d + "/other.key': key does not match certificate '" +
+                         d + "/a.pem' (key values mismatch)");
+    expect_tls_error(tls_listener("      cert: expired.pem\n      key: a.key\n"), 4, 13,
+                     "certificate file '" + d +
+                         "/expired.pem': certificate expired on 2020-01-02 00:00:00 UTC");
+    expect_tls_error(tls_listener("      cert: junk.txt\n      key: a.key\n"), 4, 13,
+                     "no PEM certificate found (no start line)");
+    expect_tls_error(tls_listener("      cert: a.pem\n      key: a.pem\n"), 5, 12,
+                     "no PEM private key found");
+    // Every bad entry of a list is reported, each at its own node.
+    r = load_tls(tls_listener("      certificates:\n"
+                              "        - {cert: a.pem, key: a.key}\n"
+                              "        - {cert: b.pem, key: a.key}\n"
+                              "        - {cert: nope.pem, key: b.key}\n"));
+    INFO(all_errors(r));
+    REQUIRE(r.errors.size() == 2);
+    CHECK(r.errors[0].line == 6);
+    CHECK(r.errors[0].column == 30);
+    CHECK(r.errors[0].message.find("key does not match certificate") != std::string::npos);
+    CHECK(r.errors[1].line == 7);
+    CHECK(r.errors[1].column == 18);
+    CHECK(r.errors[1].message.find("No such file or directory") != std::string::npos);
+  }
+
+  TEST_CASE("listener tls: option errors") {
+    const std::string pair = "      cert: a.pem\n      key: a.key\n";
+    expect_tls_error(tls_listener(pair + "      min_version: 1.1\n"), 6, 20,
+                     "TLS 1.0/1.1 are insecure and not supported");
+    expect_tls_error(tls_listener(pair + "      min_version: \"1.0\"\n"), 6, 20,
+                     "TLS 1.0/1.1 are insecure and not supported");
+    expect_tls_error(tls_listener(pair + "      min_version: 1.4\n"), 6, 20,
+                     "invalid min_version '1.4' (expected \"1.2\" or \"1.3\")");
+    expect_tls_error(tls_listener(pair + "      min_version: [1.2]\n"), 6, 20, "expected \"1.2\"");
+    expect_tls_error(tls_listener(pair + "      ciphers: \"RC4-NOPE:BOGUS\"\n"), 6, 16,
+                     "no valid cipher in 'RC4-NOPE:BOGUS' (no cipher match)");
+    expect_tls_error(tls_listener(pair + "      ciphers: \"\"\n"), 6, 16, "must not be empty");
+    expect_tls_error(tls_listener(pair + "      ciphersuites: TLS_AES_128_GCM_SHA256:TLS_X\n"), 6,
+                     21, "unknown TLS 1.3 ciphersuite 'TLS_X'");
+    expect_tls_error(tls_listener(pair + "      session_tickets: yes please\n"), 6, 24,
+                     "expected a boolean");
+    expect_tls_error(tls_listener(pair + "      secure_cookies: 1\n"), 6, 23, "expected a boolean");
+    expect_tls_error(tls_listener(pair + "      ticket_key_rotation: 0s\n"), 6, 28,
+                     "greater than 0");
+    expect_tls_error(tls_listener(pair + "      handshake_timeout: soon\n"), 6, 26,
+                     "invalid duration 'soon'");
+    expect_tls_error(tls_listener(pair + "      client_ca: ca.pem\n"), 6, 7,
+                     "unknown key 'client_ca'");
+    expect_tls_error(tls_listener(pair + "      cert: b.pem\n"), 6, 7, "duplicate key 'cert'");
+  }
+
+  TEST_CASE("listener tls: structure errors") {
+    expect_tls_error(tls_listener("      cert: a.pem\n      key: a.key\n"
+                                  "      certificates:\n        - {cert: b.pem, key: b.key}\n"),
+                     6, 7, "use either cert and key or certificates, not both");
+    expect_tls_error(tls_listener("      cert: a.pem\n"), 4, 7, "'cert' without 'key'");
+    expect_tls_error(tls_listener("      key: a.key\n"), 4, 7, "'key' without 'cert'");
+    expect_tls_error(tls_listener("      min_version: 1.2\n"), 4, 7,
+                     "tls needs a certificate: cert and key, or certificates");
+    expect_tls_error(tls_listener("      certificates: []\n"), 4, 21,
+                     "expected a non-empty list of {cert, key}");
+    expect_tls_error(tls_listener("      certificates:\n        - {cert: a.pem}\n"), 5, 12,
+                     "'cert' without 'key'");
+    expect_tls_error(tls_listener("      certificates:\n        - a.pem\n"), 5, 11,
+                     "expected a map");
+    expect_tls_error(tls_listener("      certificates:\n        - {}\n"), 5, 11,
+                     "certificate entry needs 'cert' and 'key'");
+    expect_tls_error(tls_listener("      certificates:\n        - {cert: a.pem, key: a.key, "
+                                  "sni: a.test}\n"),
+                     5, 37, "unknown key 'sni'");
+    expect_tls_error("listen:\n  - address: 127.0.0.1:8443\n    tls: true\n"
+                     "backends:\n  - {name: n1, address: 127.0.0.1:3001}\n",
+                     3, 10, "expected a map");
+    expect_tls_error("listen:\n  - address: 127.0.0.1:8443\n    tls: {cert: a.pem, key: a.key}\n"
+                     "    port: 3\n"
+                     "backends:\n  - {name: n1, address: 127.0.0.1:3001}\n",
+                     4, 5, "unknown key 'port'");
+    expect_tls_error("listen:\n  - tls: {cert: a.pem, key: a.key}\n"
+                     "backends:\n  - {name: n1, address: 127.0.0.1:3001}\n",
+                     2, 5, "listen entry is missing required key 'address'");
+  }
+
+  TEST_CASE("backend tls: true, false, or a map") {
+    const std::string d = tls_dir();
+    Config c = load_tls_ok(tls_backend("true"));
+    const TlsClientConfig& t = c.backends.at(0).tls;
+    CHECK(t.enabled);
+    CHECK(t.verify);
+    CHECK(t.ca_file.empty());
+    CHECK(t.sni.empty());
+    CHECK(t.cert_file.empty());
+    CHECK(t.line == 5);
+    CHECK(t.column == 5);
+    c = load_tls_ok(tls_backend("false"));
+    CHECK_FALSE(c.backends[0].tls.enabled);
+    c = load_tls_ok(kMinimal);
+    CHECK_FALSE(c.backends[0].tls.enabled);
+    c = load_tls_ok(
+        tls_backend("{ca: ca.pem, verify: false, sni: node1.test, cert: client.pem, "
+                    "key: client.key}"));
+    const TlsClientConfig& m = c.backends[0].tls;
+    CHECK(m.enabled);
+    CHECK(m.ca_file == d + "/ca.pem");
+    CHECK_FALSE(m.verify);
+    CHECK(m.sni == "node1.test");
+    CHECK(m.cert_file == d + "/client.pem");
+    CHECK(m.key_file == d + "/client.key");
+    c = load_tls_ok(tls_backend("{}"));
+    CHECK(c.backends[0].tls.enabled);
+    CHECK(c.backends[0].tls.verify);
+  }
+
+  TEST_CASE("backend tls errors") {
+    const std::string d = tls_dir();
+    expect_tls_error(tls_backend("{ca: missing.pem}"), 5, 15,
+                     "CA file '" + d + "/missing.pem': No such file or directory");
+    expect_tls_error(tls_backend("{ca: junk.txt}"), 5, 15, "no PEM certificate found");
+    expect_tls_error(tls_backend("{cert: client.pem, key: other.key}"), 5, 34,
+                     "key does not match certificate");
+    expect_tls_error(tls_backend("{cert: expired.pem, key: a.key}"), 5, 17,
+                     "certificate expired on 2020-01-02");
+    expect_tls_error(tls_backend("{cert: client.pem}"), 5, 11, "'cert' without 'key'");
+    expect_tls_error(tls_backend("{key: client.key}"), 5, 11, "'key' without 'cert'");
+    expect_tls_error(tls_backend("{sni: 10.0.0.1}"), 5, 16, "invalid sni '10.0.0.1'");
+    expect_tls_error(tls_backend("{sni: \"bad name\"}"), 5, 16, "invalid sni 'bad name'");
+    expect_tls_error(tls_backend("{verify: maybe}"), 5, 19, "expected a boolean");
+    expect_tls_error(tls_backend("{insecure: true}"), 5, 11, "unknown key 'insecure'");
+    expect_tls_error(tls_backend("yes"), 5, 10, "expected true, false or a map");
+  }
+
+  TEST_CASE("sameSite none: secure: true, or every listener TLS with secure_cookies") {
+    const std::string backends = "backends:\n  - {name: n1, address: 127.0.0.1:3001}\n";
+    const std::string cookie = "cookie: {sameSite: none}\n";
+    const std::string tls = "tls: {cert: a.pem, key: a.key}";
+    // Every listener TLS, secure_cookies by default: allowed, Secure added per listener.
+    Config c = load_tls_ok(cookie + "listen:\n  - {address: 127.0.0.1:8443, " + tls + "}\n" +
+                           "  - {address: 127.0.0.1:9443, " + tls + "}\n" + backends);
+    CHECK(c.cookie.same_site == SameSite::None);
+    CHECK_FALSE(c.cookie.secure);
+    // One plain listener: the error, at the sameSite value.
+    expect_tls_error(cookie + "listen:\n  - {address: 127.0.0.1:8443, " + tls + "}\n" +
+                         "  - 127.0.0.1:8080\n" + backends,
+                     1, 20, "sameSite=None requires secure: true");
+    // secure_cookies: false on one of them: the error too.
+    expect_tls_error(cookie + "listen:\n  - {address: 127.0.0.1:8443, tls: {cert: a.pem, "
+                              "key: a.key, secure_cookies: false}}\n" + backends,
+                     1, 20, "or every listener on TLS with secure_cookies");
+    // secure: true is enough on its own.
+    c = load_tls_ok("cookie: {sameSite: none, secure: true}\nlisten: 127.0.0.1:8080\n" + backends);
+    CHECK(c.cookie.secure);
+    // A TLS listener that fails for another reason does not add the sameSite error.
+    expect_tls_error(cookie + "listen: {address: 127.0.0.1:8443, tls: {cert: nope.pem, "
+                              "key: a.key}}\n" + backends,
+                     2, 47, "No such file or directory");
+  }
+
+  TEST_CASE("tls errors are collected with the rest, in document order") {
+    const ConfigResult r = load_tls(
+        "listen:\n"                                                  // 1
+        "  - address: 127.0.0.1:8443\n"                              // 2
+        "    tls:\n"                                                 // 3
+        "      cert: expired.pem\n"                                  // 4: expired
+        "      key: a.key\n"                                         // 5
+        "      min_version: 1.1\n"                                   // 6: insecure
+        "  - address: 127.0.0.1:9443\n"                              // 7
+        "    tls: {cert: a.pem, key: other.key}\n"                   // 8: mismatch
+        "backends:\n"                                                // 9
+        "  - name: n1\n"                                             // 10
+        "    address: 127.0.0.1:3001\n"                              // 11
+        "    tls: {ca: nope.pem, sni: \"x y\"}\n"                    // 12: sni
+        "  - name: n2\n"                                             // 13
+        "    address: 127.0.0.1:3002\n"                              // 14
+        "    tls: {ca: nope.pem}\n"                                  // 15: missing CA
+        "timeouts: {connect: never}\n");                             // 16
+    INFO(all_errors(r));
+    CHECK_FALSE(r.config);
+    REQUIRE(r.errors.size() == 7);
+    const int lines[] = {4, 6, 8, 12, 12, 15, 16};
+    for (size_t i = 0; i < 7; ++i) CHECK(r.errors[i].line == lines[i]);
+    CHECK(r.errors[0].message.find("certificate expired on") != std::string::npos);
+    CHECK(r.errors[1].message.find("insecure") != std::string::npos);
+    CHECK(r.errors[2].message.find("key does not match") != std::string::npos);
+    CHECK(r.errors[3].message.find("nope.pem': No such file") != std::string::npos);
+    CHECK(r.errors[4].message.find("invalid sni") != std::string::npos);
+    CHECK(r.errors[5].message.find("nope.pem': No such file") != std::string::npos);
   }
 }
