@@ -23,6 +23,8 @@ class Persistence {
 
   // Backend index for a value (or alias); -1 when none.
   int backend_for_value(std::string_view value) const;
+  // The backend's main value (what stickyd issues).
+  std::string value_of(int backend) const;
 
   // ---- sid tags
   bool proxy_tags() const { return cfg_.sticky.tag.enabled; }

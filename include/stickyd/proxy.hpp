@@ -106,6 +106,8 @@ class ClientConn final : public Socket {
   void start();  // after uv_accept
   bool idle() const { return state_ == State::Idle && pending_.empty(); }
   void close_now() { abort(nullptr); }
+  // Backend of the websocket tunnel this connection carries, else -1.
+  int tunnel_backend() const { return state_ == State::Tunnel ? route_.backend : -1; }
 
   // Events from the UpstreamConn serving the current exchange.
   void upstream_connected();

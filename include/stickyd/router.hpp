@@ -37,7 +37,7 @@ struct BackendState {
 };
 
 enum class KeySource : uint8_t { None, Query, Cookie, ServerCookie };
-enum class RouteVia : uint8_t { Table, Tag, ServerCookie, Balance, UnknownKey, Redispatch };
+enum class RouteVia : uint8_t { None, Table, Tag, ServerCookie, Balance, UnknownKey, Redispatch };
 
 const char* to_string(KeySource s);
 const char* to_string(RouteVia v);
@@ -47,7 +47,7 @@ struct Route {
   int local_status = 0;     // answered by the proxy: 503 (none usable / strict), 400 (EIO code 1)
   std::string key;          // the session id the backend knows (tag removed); empty when none
   KeySource source = KeySource::None;
-  RouteVia via = RouteVia::Balance;
+  RouteVia via = RouteVia::None;  // None: answered before any routing (bad request)
   bool engineio = false;    // under the configured Engine.IO path
   bool handshake = false;   // Engine.IO request without sid: its response carries a new sid
   bool strip_tag = false;   // forward the sid and session cookie without the proxy's tag

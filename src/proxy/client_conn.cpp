@@ -9,6 +9,7 @@
 // knows where in the received bytes the head ended and the body began: bodies are forwarded
 // with their original framing, byte for byte, never re-encoded or accumulated.
 #include <cstring>
+#include <ctime>
 
 #include "stickyd/cookie.hpp"
 #include "stickyd/log.hpp"
@@ -439,7 +440,7 @@ void ClientConn::write_response_head(const ResponseEdit& edit) {
   const Config& cfg = server_.config();
   const ServerCookieConfig& sc = cfg.sticky.server_cookie;
   const Persistence& persistence = server_.router().persistence();
-  int64_t now_s = server_.now_ms() / 1000;
+  int64_t now_s = static_cast<int64_t>(std::time(nullptr));  // HAProxy cookie dates: wall clock
   int st = upstream_->status();
   bool upgrade = st == 101;
   if (!upgrade && (!keep_alive_ || upstream_->response_needs_eof() ||
@@ -935,6 +936,7 @@ void ClientConn::update_reading() {
 void ClientConn::settle(const char* outcome, bool keep_pin) {
   if (!keep_pin) release_pin();
   if (settled_) return;
+  if (local_) outcome = "local";
   settled_ = true;
   Router& router = server_.router();
   if (in_flight_) {

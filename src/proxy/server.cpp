@@ -330,10 +330,17 @@ bool Server::set_state(std::string_view backend, AdminState s) {
   if (b < 0) return false;
   router_.set_admin_state(b, s);
   if (s == AdminState::Maint) {
-    // No traffic at all: parked connections go now; live exchanges finish.
+    // No traffic at all: pooled connections and websocket tunnels to it close now (their
+    // clients reconnect and are balanced elsewhere); requests in flight finish.
     std::vector<UpstreamConn*> parked(idle_[static_cast<size_t>(b)].begin(),
                                       idle_[static_cast<size_t>(b)].end());
     for (UpstreamConn* u : parked) u->close();
+    std::vector<ClientConn*> tunnels;
+    for (auto& [c, _] : clients_)
+      if (c->tunnel_backend() == b) tunnels.push_back(c);
+    for (ClientConn* c : tunnels) c->close_now();
+    log::info("backend in maintenance", {{"backend", std::string(backend)},
+                                         {"tunnels_closed", tunnels.size()}});
   }
   return true;
 }

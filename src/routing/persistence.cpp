@@ -43,9 +43,13 @@ std::optional<Persistence::Tag> Persistence::parse_tag(std::string_view sid) con
   return Tag{b, proxy_tags() ? rest : sid};
 }
 
-std::string Persistence::tag(int backend, std::string_view sid) const {
+std::string Persistence::value_of(int backend) const {
   const BackendConfig& b = cfg_.backends[static_cast<size_t>(backend)];
-  std::string out = b.cookie.empty() ? b.name : b.cookie;
+  return b.cookie.empty() ? b.name : b.cookie;
+}
+
+std::string Persistence::tag(int backend, std::string_view sid) const {
+  std::string out = value_of(backend);
   out += cfg_.sticky.tag.separator;
   out += sid;
   return out;
@@ -97,8 +101,7 @@ Persistence::ServerCookie Persistence::parse_server_cookie(std::string_view raw,
 
 std::string Persistence::server_cookie_value(int backend, int64_t now_s,
                                              int64_t first_seen_s) const {
-  const BackendConfig& b = cfg_.backends[static_cast<size_t>(backend)];
-  std::string out = b.cookie.empty() ? b.name : b.cookie;
+  std::string out = value_of(backend);
   const ServerCookieConfig& sc = cfg_.sticky.server_cookie;
   if (sc.maxidle || sc.maxlife) {
     out += '|';

@@ -1,5 +1,7 @@
 #include "stickyd/router.hpp"
 
+#include <ctime>
+
 #include "stickyd/cookie.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/query.hpp"
@@ -24,6 +26,7 @@ const char* to_string(RouteVia v) {
     case RouteVia::Balance: return "balance";
     case RouteVia::UnknownKey: return "unknown-key";
     case RouteVia::Redispatch: return "redispatch";
+    case RouteVia::None: return "none";
   }
   return "?";
 }
@@ -111,7 +114,9 @@ Route Router::route(std::string_view target, std::string_view cookie_header,
   const ServerCookieConfig& sc = cfg_.sticky.server_cookie;
   if (sc.enabled && !cookie_header.empty()) {
     if (std::optional<std::string> v = find_cookie(cookie_header, sc.name)) {
-      int64_t now_s = now_ms / 1000;
+      // HAProxy's cookie dates are wall-clock time (they must agree across replicas and
+      // with cookies HAProxy issued); now_ms is the loop's monotonic clock.
+      int64_t now_s = static_cast<int64_t>(std::time(nullptr));
       if (sc.mode == ServerCookieMode::Prefix) {
         size_t tilde = v->find('~');
         int b = tilde == std::string::npos ? -1
@@ -134,7 +139,8 @@ Route Router::route(std::string_view target, std::string_view cookie_header,
             r.via = RouteVia::ServerCookie;
             if (r.source == KeySource::None) r.source = KeySource::ServerCookie;
           }
-          r.server_cookie_ok = c.backend == r.backend;
+          // An alias (a value from an old setup) routes, and is replaced by the main value.
+          r.server_cookie_ok = c.backend == r.backend && c.value == persistence_.value_of(c.backend);
           r.refresh_server_cookie = persistence_.needs_refresh(c, now_s);
           r.server_cookie_first_seen = c.first_seen;
         }

@@ -100,8 +100,11 @@ void json_line(std::initializer_list<Field> fields) {
     line += ',';
     json_string(line, f.key);
     line += ':';
-    bool numeric = !f.value.empty() && f.value.size() < 20 &&
-                   f.value.find_first_not_of("0123456789-") == std::string::npos;
+    // Only the fields that are numbers by definition; anything a client chose (a sid of
+    // "0123") or a placeholder ("-") stays a string.
+    bool numeric = (f.key == "status" || f.key == "bytes" || f.key == "ms") && !f.value.empty() &&
+                   f.value.size() < 20 &&
+                   f.value.find_first_not_of("0123456789") == std::string::npos;
     if (numeric) line += f.value;
     else json_string(line, f.value.substr(0, 1024));
   }

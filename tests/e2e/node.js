@@ -68,6 +68,9 @@ const stats = {
   foreignByMethod: {},
   foreignDetails: [],          // first MAX_DETAILS: {method, url, cookie}
   withIoCookie: 0,             // engine requests/upgrades carrying an `io` cookie
+  ioCookieMismatch: 0,         // ... whose io cookie is not the request's sid parameter
+  ioCookieMismatchDetails: [], // first MAX_DETAILS: {url, cookie}
+  cookieNames: {},             // every request/upgrade: cookie name -> requests carrying it
   optionsBySid: {},            // OPTIONS count per owned sid
   handshakes: 0,               // Engine.IO sessions created
   handshakesByTransport: {},   // initial transport name
@@ -75,8 +78,9 @@ const stats = {
   transportUpgrades: 0,        // polling -> websocket upgrades completed
   closes: 0,
   closeReasons: {},
+  closedSids: {},              // sid -> {reason, at (ms since epoch)} of every closed session
   connectionErrors: {},        // code -> count
-  connectionErrorDetails: [],  // first MAX_DETAILS: {code, message, url, method}
+  connectionErrorDetails: [],  // first MAX_DETAILS: {code, message, url, method, sid, at}
   ioConnections: 0,            // Socket.IO (namespace /) connections
   echoes: 0,
   sids: [],                    // every sid ever created, in order
@@ -105,10 +109,25 @@ function hasIoCookie(req) {
   return typeof c === 'string' && /(?:^|;\s*)io=/.test(c);
 }
 
+function cookiePairs(req) {
+  const c = req.headers.cookie;
+  if (typeof c !== 'string') return [];
+  return c.split(';').map((p) => p.trim()).filter(Boolean).map((p) => {
+    const eq = p.indexOf('=');
+    return eq < 0 ? [p, ''] : [p.slice(0, eq), p.slice(eq + 1)];
+  });
+}
+
 function account(req, kind) {
+  for (const [name] of cookiePairs(req)) bump(stats.cookieNames, name);
   if (!isEnginePath(req.url)) return;
   if (hasIoCookie(req)) stats.withIoCookie++;
   const sid = sidOf(req.url);
+  const io = cookiePairs(req).find(([name]) => name === 'io');
+  if (io && sid !== null && io[1] !== sid) {
+    stats.ioCookieMismatch++;
+    if (stats.ioCookieMismatchDetails.length < MAX_DETAILS) stats.ioCookieMismatchDetails.push({ url: req.url, cookie: req.headers.cookie });
+  }
   if (sid === null) return;
   stats.withSid++;
   const method = kind === 'upgrade' ? 'UPGRADE' : req.method;
@@ -212,6 +231,7 @@ engine.on('connection', (socket) => {
   socket.on('close', (reason) => {
     stats.closes++;
     bump(stats.closeReasons, reason);
+    stats.closedSids[socket.id] = { reason, at: Date.now() };
   });
 });
 
@@ -224,6 +244,8 @@ engine.on('connection_error', (err) => {
       message: err && err.message,
       method: err && err.req && err.req.method,
       url: err && err.req && err.req.url,
+      sid: err && err.req && err.req.url ? sidOf(err.req.url) : null,
+      at: Date.now(),
     });
   }
 });

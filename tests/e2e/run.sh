@@ -5,7 +5,7 @@
 #
 # Environment: STICKYD_BIN (default <repo>/build/stickyd), E2E_CLIENTS, E2E_MESSAGES,
 # E2E_TIME_SCALE (stretches every timeout). The TAP stream goes to stdout and to
-# .tmp/e2e.tap; the last line is `E2E passed=N failed=M` (top-level tests; cancelled tests
+# .tmp/e2e.<random>.tap; the last line is `E2E passed=N failed=M` (top-level tests; cancelled tests
 # count as failed). Exit status 0 iff M == 0 and the runner itself succeeded.
 set -uo pipefail
 
@@ -26,14 +26,15 @@ else
 fi
 
 mkdir -p .tmp
-tap=.tmp/e2e.tap
+# One TAP file per run: concurrent runs must not read each other's summary.
+tap=$(mktemp .tmp/e2e.XXXXXX.tap)
 node --test --test-reporter=tap --test-reporter-destination=stdout \
   --test-concurrency=1 "${files[@]}" | tee "$tap"
 status=${PIPESTATUS[0]}
 
-pass=$(grep -E '^# pass [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
-fail=$(grep -E '^# fail [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
-cancelled=$(grep -E '^# cancelled [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
+pass=$(grep -aE '^# pass [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
+fail=$(grep -aE '^# fail [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
+cancelled=$(grep -aE '^# cancelled [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
 
 if [[ -z "$pass" || -z "$fail" ]]; then
   # No summary: the runner crashed.
