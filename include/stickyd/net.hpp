@@ -74,6 +74,7 @@ class Socket {
   // TLS failed (bad handshake, plain HTTP on a TLS port, ...): `why` is OpenSSL's reason.
   // Default: close.
   virtual void on_tls_error(const std::string& why) { (void)why; close(); }
+  virtual void on_tls_established() {}  // the handshake just finished
 
  private:
   struct QueuedWrite;
@@ -97,6 +98,7 @@ class Socket {
   bool closing_ = false;
   bool shutdown_sent_ = false;
   bool eof_seen_ = false;  // TLS close_notify and the TCP FIN both end the stream once
+  bool tls_established_ = false;
 };
 
 // Binds and listens; calls `on_connection` for each connection the loop accepts.

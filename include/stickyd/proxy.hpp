@@ -102,7 +102,8 @@ class UpstreamConn final : public Socket {
 class ClientConn final : public Socket {
  public:
   // `tls`: the listener's context when it terminates TLS, else null.
-  ClientConn(Server& server, std::shared_ptr<const tls::ServerContext> tls, bool secure_cookies);
+  ClientConn(Server& server, std::shared_ptr<const tls::ServerContext> tls, bool secure_cookies,
+             Millis handshake_timeout);
   void start();  // after uv_accept
   bool idle() const { return state_ == State::Idle && pending_.empty(); }
   void close_now() { abort(nullptr); }
@@ -145,6 +146,7 @@ class ClientConn final : public Socket {
   void on_deadline() override;
   void on_closed() override;
   void on_tls_error(const std::string& why) override;
+  void on_tls_established() override;
 
   static int cb_message_begin(llhttp_t* p);
   static int cb_url(llhttp_t* p, const char* at, size_t n);
@@ -193,6 +195,7 @@ class ClientConn final : public Socket {
   Server& server_;
   std::shared_ptr<const tls::ServerContext> tls_ctx_;  // kept alive by its connections (reload)
   bool secure_cookies_ = false;
+  Millis handshake_timeout_{0};
   llhttp_t parser_;
   HttpHead head_;
   std::string peer_ip_;

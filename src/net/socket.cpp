@@ -56,6 +56,11 @@ void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
       self->on_tls_error(self->tls_->error());
       return;
     }
+    if (!self->tls_established_ && self->tls_->handshake_done()) {
+      self->tls_established_ = true;
+      self->on_tls_established();
+      if (self->closing_) return;
+    }
     if (!plain.empty() && !self->closing_) self->on_read(plain.data(), plain.size());
     if (self->tls_ && self->tls_->peer_closed() && !self->closing_ && !self->eof_seen_) {
       self->eof_seen_ = true;

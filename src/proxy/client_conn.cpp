@@ -62,9 +62,9 @@ const llhttp_settings_t* ClientConn::settings() {
 }
 
 ClientConn::ClientConn(Server& server, std::shared_ptr<const tls::ServerContext> tls,
-                       bool secure_cookies)
+                       bool secure_cookies, Millis handshake_timeout)
     : Socket(server.loop()), server_(server), tls_ctx_(std::move(tls)),
-      secure_cookies_(secure_cookies) {
+      secure_cookies_(secure_cookies), handshake_timeout_(handshake_timeout) {
   llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
 }
@@ -73,14 +73,13 @@ void ClientConn::start() {
   uv_tcp_nodelay(tcp(), 1);
   peer_ip_ = peer_ip(tcp());
   client_hash_ = hash_bytes(peer_ip_);
-  Millis first = server_.config().timeouts.client;
   if (tls_ctx_) {
     use_tls(tls::Session::server(*tls_ctx_), false);
-    // A handshake that never finishes is cut short; the client timeout applies after it.
-    for (const ListenConfig& lc : server_.config().listen)
-      if (lc.tls && lc.tls->handshake_timeout < first) first = lc.tls->handshake_timeout;
+    // A handshake that never finishes is cut short; the client timeout runs after it.
+    set_deadline(handshake_timeout_);
+  } else {
+    set_deadline(server_.config().timeouts.client);
   }
-  set_deadline(first);
   start_reading();
 }
 
@@ -1040,6 +1039,10 @@ void ClientConn::on_tls_error(const std::string& why) {
   abort(nullptr);
 }
 
+void ClientConn::on_tls_established() {
+  if (state_ == State::Idle && !seen_bytes_) set_deadline(server_.config().timeouts.client);
+}
+
 void ClientConn::on_read_error(int status) {
   (void)status;
   abort("client read error");
@@ -1061,6 +1064,11 @@ void ClientConn::on_drained() {
 void ClientConn::on_deadline() {
   switch (state_) {
     case State::Idle:
+      if (tls_ctx_ && tls() && !tls()->handshake_done()) {
+        log::warn("TLS handshake timeout", {{"client", peer_ip_}});
+        abort(nullptr);
+        return;
+      }
       if (!seen_bytes_ && pending_.empty()) {
         abort(nullptr);  // keep-alive idle timeout: close silently
         return;

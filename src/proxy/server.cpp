@@ -183,7 +183,9 @@ void Server::maybe_finish_drain() {
 void Server::on_connection(size_t index) {
   const ListenConfig& lc = config_.listen[index];
   bool secure_cookies = lc.tls && lc.tls->secure_cookies;
-  auto conn = std::make_unique<ClientConn>(*this, listener_tls_[index], secure_cookies);
+  Millis handshake_timeout = lc.tls ? lc.tls->handshake_timeout : Millis(0);
+  auto conn = std::make_unique<ClientConn>(*this, listener_tls_[index], secure_cookies,
+                                           handshake_timeout);
   ClientConn* c = conn.get();
   clients_.emplace(c, std::move(conn));
   metrics_.client_opened();

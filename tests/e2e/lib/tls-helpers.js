@@ -322,7 +322,9 @@ async function sClient(port, args, { ms = 10000 * h.SCALE } = {}) {
     stdout: text,
     stderr: err.join('\n'),
     subject: pick(/^subject=(.*)$/m),
-    protocol: pick(/^\s*Protocol\s*:\s*(\S+)/m),
+    // "New, TLSv1.3, Cipher is ..." (the SSL-Session block with "Protocol :" is missing when a
+    // TLS 1.3 ticket has not arrived yet).
+    protocol: pick(/^New, (\S+), Cipher is /m),
     cipher: pick(/^New, \S+, Cipher is (\S+)/m),
     verify: pick(/^\s*Verify return code: (.*)$/m),
   };
