@@ -1,5 +1,9 @@
 // stickyd: an Engine.IO-aware sticky reverse proxy for Socket.IO clusters.
+#include <grp.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <uv.h>
 
 #include <cstdio>
@@ -23,6 +27,25 @@ void usage(FILE* out) {
       "                                  for each problem and exit 1\n"
       "       stickyd --version | --help\n",
       out);
+}
+
+// After the listeners are bound (ports below 1024 need root), become `user:`/`group:`.
+bool drop_privileges(const stickyd::Config& cfg) {
+  if (cfg.uid < 0 && cfg.gid < 0) return true;
+  if (geteuid() != 0) {
+    stickyd::log::error("cannot switch user/group: not running as root",
+                        {{"user", cfg.user}, {"group", cfg.group}});
+    return false;
+  }
+  if (setgroups(0, nullptr) != 0 ||
+      (cfg.gid >= 0 && setgid(static_cast<gid_t>(cfg.gid)) != 0) ||
+      (cfg.uid >= 0 && setuid(static_cast<uid_t>(cfg.uid)) != 0)) {
+    stickyd::log::error("cannot drop privileges", {{"error", std::strerror(errno)}});
+    return false;
+  }
+  stickyd::log::info("privileges dropped", {{"uid", static_cast<int64_t>(getuid())},
+                                            {"gid", static_cast<int64_t>(getgid())}});
+  return true;
 }
 
 }  // namespace
@@ -76,6 +99,11 @@ int main(int argc, char** argv) {
   size_t backend_count = loaded.config->backends.size();
   stickyd::Server server(loop, std::move(*loaded.config));
   if (!server.start()) {
+    server.stop();
+    uv_run(loop, UV_RUN_DEFAULT);
+    return 1;
+  }
+  if (!drop_privileges(server.config())) {
     server.stop();
     uv_run(loop, UV_RUN_DEFAULT);
     return 1;

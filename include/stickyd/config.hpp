@@ -81,6 +81,11 @@ struct Timeouts {
   Millis server{60000};            // backend silent while a response is due
   Millis tunnel{3600000};          // websocket tunnel with no byte either way
   Millis backend_keepalive{4000};  // idle pooled backend connection; below Node's 5 s default
+  Millis client_header{10000};     // whole request head must arrive within this (slowloris: 408)
+  Millis keepalive{0};             // idle client connection between requests (0 = `client`)
+  Millis body_idle{0};             // client silent in the middle of a request body (0 = `client`)
+  Millis keepalive_or_client() const { return keepalive.count() ? keepalive : client; }
+  Millis body_idle_or_client() const { return body_idle.count() ? body_idle : client; }
 };
 
 struct AffinityConfig {
@@ -95,6 +100,10 @@ struct Limits {
   uint32_t max_header_size = 32 * 1024;  // whole request head; beyond: 431
   uint32_t max_url_length = 8 * 1024;    // request-target; beyond: 414
   uint32_t max_handshake_body = 16 * 1024;  // handshake response read to learn the sid
+  uint32_t max_headers = 100;               // header fields per request; beyond: 431
+  uint32_t max_connections = 20000;         // client connections overall; more are refused
+  uint32_t max_connections_per_ip = 2000;   // per client address (0 = no limit)
+  uint32_t max_pending_backend = 1000;      // connects in progress per backend; beyond: 503
 };
 
 enum class LogLevel { Debug, Info, Warn, Error };
@@ -210,6 +219,9 @@ struct Config {
   AdminConfig admin;
   ResponseHeadersConfig headers;
   Millis shutdown_grace{30000};  // SIGTERM: in-flight requests and tunnels get this long
+  // Drop privileges after binding (numeric ids resolved at load; -1 = unchanged).
+  std::string user, group;
+  int64_t uid = -1, gid = -1;
 };
 
 // base64url (no padding) of the first 12 bytes of HMAC-SHA256(secret, backend name): 16

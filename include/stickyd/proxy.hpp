@@ -97,6 +97,8 @@ class UpstreamConn final : public Socket {
   bool parked_ = false;
   bool broken_ = false;  // protocol error or stray bytes: never reuse
   bool eof_ = false;
+  bool counted_connecting_ = false;
+  void connect_settled();  // the connect ended (either way): no longer pending
 };
 
 class ClientConn final : public Socket {
@@ -230,6 +232,7 @@ class ClientConn final : public Socket {
   bool local_ = false;         // the current answer came from stickyd itself
   bool local_answer_ = false;  // answered without a backend; the connection stays open
   bool tunnel_counted_ = false;
+  bool admitted_ = false;      // counted in the server's per-address connections
   uint64_t client_hash_ = 0;   // of the client address, for the `hash` policy
 };
 
@@ -266,6 +269,9 @@ class Server final : public AdminModel {
   void park_upstream(UpstreamConn* u);  // back to the pool, or closed when the pool is full
   void unpark(UpstreamConn* u);         // it closed while parked
   void connect_result(int backend, bool ok);  // passive health marking
+  // Connection limits: false when `ip` already has max_connections_per_ip connections.
+  bool admit(const std::string& ip);
+  void release_ip(const std::string& ip);
 
   void destroy(ClientConn* c);
   void destroy(UpstreamConn* u);
@@ -298,6 +304,9 @@ class Server final : public AdminModel {
   std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
   std::unordered_map<UpstreamConn*, std::unique_ptr<UpstreamConn>> upstreams_;
   std::vector<std::vector<UpstreamConn*>> idle_;  // per backend, most recent last
+  std::unordered_map<std::string, uint32_t> per_ip_;  // open client connections per address
+  int64_t last_refusal_log_ms_ = -1000000;
+  uint64_t refused_ = 0;
   uv_timer_t sweep_timer_;
   uv_timer_t grace_timer_;
   bool stopped_ = false;

@@ -34,6 +34,7 @@ struct BackendState {
   uint32_t in_flight = 0;   // requests being proxied
   uint32_t tunnels = 0;     // open websocket tunnels
   uint32_t connections = 0; // open connections to it (pooled ones included)
+  uint32_t connecting = 0;  // connects in progress
 };
 
 enum class KeySource : uint8_t { None, Query, Cookie, ServerCookie };

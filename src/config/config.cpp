@@ -7,6 +7,8 @@
 #include "stickyd/tls.hpp"
 
 #include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -527,6 +529,29 @@ class Loader {
                  {"limits",
                   [&](const YAML::Node& k, const YAML::Node& v) { load_limits(k, v, cfg); }},
                  {"log", [&](const YAML::Node& k, const YAML::Node& v) { load_log(k, v, cfg); }},
+                 {"user",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto name = get_string(v, k)) {
+                      if (const passwd* pw = getpwnam(name->c_str())) {
+                        cfg.user = *name;
+                        cfg.uid = pw->pw_uid;
+                        if (cfg.gid < 0) cfg.gid = pw->pw_gid;  // the user's group unless `group:`
+                      } else {
+                        error(where(v, k), "unknown user '" + *name + "'");
+                      }
+                    }
+                  }},
+                 {"group",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto name = get_string(v, k)) {
+                      if (const group* gr = getgrnam(name->c_str())) {
+                        cfg.group = *name;
+                        cfg.gid = gr->gr_gid;
+                      } else {
+                        error(where(v, k), "unknown group '" + *name + "'");
+                      }
+                    }
+                  }},
                  {"access_log",
                   [&](const YAML::Node& k, const YAML::Node& v) { load_access_log(k, v, cfg); }},
                  {"balance",
@@ -1172,6 +1197,9 @@ class Loader {
              {field("connect", cfg.timeouts.connect), field("client", cfg.timeouts.client),
               field("server", cfg.timeouts.server), field("tunnel", cfg.timeouts.tunnel),
               field("backend_keepalive", cfg.timeouts.backend_keepalive),
+              field("client_header", cfg.timeouts.client_header),
+              field("keepalive", cfg.timeouts.keepalive),
+              field("body_idle", cfg.timeouts.body_idle),
               Field{"shutdown_grace", [&cfg, this](const YAML::Node& k, const YAML::Node& v) {
                       if (auto d = get_duration(v, k, true)) cfg.shutdown_grace = *d;
                     }}});
@@ -1231,6 +1259,22 @@ class Loader {
                     if (auto s = get_size(v, k, 256, kMiB)) {
                       cfg.limits.max_handshake_body = static_cast<uint32_t>(*s);
                     }
+                  }},
+                 {"max_headers",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto i = get_int(v, k, 8, 10000)) cfg.limits.max_headers = static_cast<uint32_t>(*i);
+                  }},
+                 {"max_connections",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto i = get_int(v, k, 1, 10000000)) cfg.limits.max_connections = static_cast<uint32_t>(*i);
+                  }},
+                 {"max_connections_per_ip",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto i = get_int(v, k, 0, 10000000)) cfg.limits.max_connections_per_ip = static_cast<uint32_t>(*i);
+                  }},
+                 {"max_pending_backend",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto i = get_int(v, k, 1, 1000000)) cfg.limits.max_pending_backend = static_cast<uint32_t>(*i);
                   }},
              });
     if (url_bad || header_bad) return;

@@ -73,12 +73,17 @@ void ClientConn::start() {
   uv_tcp_nodelay(tcp(), 1);
   peer_ip_ = peer_ip(tcp());
   client_hash_ = hash_bytes(peer_ip_);
+  if (!server_.admit(peer_ip_)) {
+    close();
+    return;
+  }
+  admitted_ = true;
   if (tls_ctx_) {
     use_tls(tls::Session::server(*tls_ctx_), false);
     // A handshake that never finishes is cut short; the client timeout runs after it.
     set_deadline(handshake_timeout_);
   } else {
-    set_deadline(server_.config().timeouts.client);
+    set_deadline(server_.config().timeouts.keepalive_or_client());
   }
   start_reading();
 }
@@ -117,7 +122,8 @@ int ClientConn::cb_url(llhttp_t* p, const char* at, size_t n) {
 
 int ClientConn::cb_header_field(llhttp_t* p, const char* at, size_t n) {
   auto* self = static_cast<ClientConn*>(p->data);
-  if (self->head_.add_name(at, n) > self->server_.config().limits.max_header_size) {
+  const Limits& limits = self->server_.config().limits;
+  if (self->head_.add_name(at, n) > limits.max_header_size || self->head_.count() > limits.max_headers) {
     self->error_status_ = 431;
     return -1;
   }
@@ -170,8 +176,9 @@ void ClientConn::on_read(const char* data, size_t len) {
     update_reading();
     return;
   }
-  if (state_ == State::Idle || state_ == State::RequestHead)
-    set_deadline(server_.config().timeouts.client);
+  // The head of a new request must be complete within client_header, however slowly its
+  // bytes trickle in (slowloris): the deadline starts with its first byte and is not reset.
+  if (state_ == State::Idle) set_deadline(server_.config().timeouts.client_header);
   execute(data, len);
 }
 
@@ -338,6 +345,12 @@ std::string ClientConn::forwarded_cookie(std::string_view header) const {
 void ClientConn::acquire_upstream(bool allow_reuse) {
   bool reused = false;
   upstream_ = server_.acquire_upstream(route_.backend, allow_reuse, reused);
+  if (!upstream_) {
+    log::warn("too many pending connections to backend",
+              {{"backend", server_.router().backend(route_.backend).config.name}});
+    respond_local(503, reason_phrase(503), "backend busy");
+    return;
+  }
   upstream_->attach(this, head_request_);
   if (reused) {
     state_ = State::Forwarding;
@@ -363,7 +376,7 @@ void ClientConn::upstream_connected() {
 }
 
 void ClientConn::on_request_body(const char* p, size_t n) {
-  set_deadline(server_.config().timeouts.client);  // a client silent mid-body times out
+  set_deadline(server_.config().timeouts.body_idle_or_client());  // silent mid-body: 408
   if (local_answer_) return;  // answered already; the body has nowhere to go
   server_.metrics().bytes_to_backend(route_.backend, n);
   if (state_ == State::Connecting) {
@@ -672,7 +685,7 @@ void ClientConn::finish_exchange() {
     return;
   }
   head_.release();  // an idle connection keeps no buffers
-  set_deadline(server_.config().timeouts.client);
+  set_deadline(server_.config().timeouts.keepalive_or_client());
   seen_bytes_ = false;
   if (upgrade_requested_) llhttp_resume_after_upgrade(&parser_);  // it was refused
   else llhttp_resume(&parser_);
@@ -1040,7 +1053,7 @@ void ClientConn::on_tls_error(const std::string& why) {
 }
 
 void ClientConn::on_tls_established() {
-  if (state_ == State::Idle && !seen_bytes_) set_deadline(server_.config().timeouts.client);
+  if (state_ == State::Idle && !seen_bytes_) set_deadline(server_.config().timeouts.keepalive_or_client());
 }
 
 void ClientConn::on_read_error(int status) {
@@ -1101,6 +1114,7 @@ void ClientConn::on_deadline() {
 }
 
 void ClientConn::on_closed() {
+  if (admitted_) server_.release_ip(peer_ip_);
   settle("closed");
   release_session();
   server_.metrics().client_closed();

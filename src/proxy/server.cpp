@@ -180,6 +180,27 @@ void Server::maybe_finish_drain() {
   }
 }
 
+bool Server::admit(const std::string& ip) {
+  uint32_t limit = config_.limits.max_connections_per_ip;
+  uint32_t& n = per_ip_[ip];
+  if (limit && n >= limit) {
+    ++refused_;
+    if (now_ms() - last_refusal_log_ms_ >= 1000) {  // at most one line a second under attack
+      log::warn("connection refused: max_connections_per_ip reached",
+                {{"client", ip}, {"refused_total", refused_}});
+      last_refusal_log_ms_ = now_ms();
+    }
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void Server::release_ip(const std::string& ip) {
+  auto it = per_ip_.find(ip);
+  if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+}
+
 void Server::on_connection(size_t index) {
   const ListenConfig& lc = config_.listen[index];
   bool secure_cookies = lc.tls && lc.tls->secure_cookies;
@@ -190,6 +211,18 @@ void Server::on_connection(size_t index) {
   clients_.emplace(c, std::move(conn));
   metrics_.client_opened();
   if (uv_accept(listeners_[index]->stream(), c->stream()) != 0) {
+    c->close();
+    return;
+  }
+  if (clients_.size() > config_.limits.max_connections) {
+    // Over the limit: accepted only to be closed, so the backlog does not fill up; the
+    // connections already open are served as before. Logged at most once a second.
+    ++refused_;
+    if (now_ms() - last_refusal_log_ms_ >= 1000) {
+      log::warn("connection refused: max_connections reached",
+                {{"open", clients_.size() - 1}, {"refused_total", refused_}});
+      last_refusal_log_ms_ = now_ms();
+    }
     c->close();
     return;
   }
@@ -206,6 +239,7 @@ UpstreamConn* Server::acquire_upstream(int backend, bool allow_reuse, bool& reus
     return u;
   }
   reused = false;
+  if (router_.backend(backend).connecting >= config_.limits.max_pending_backend) return nullptr;
   auto up = std::make_unique<UpstreamConn>(*this, backend);
   UpstreamConn* u = up.get();
   upstreams_.emplace(u, std::move(up));

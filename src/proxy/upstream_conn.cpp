@@ -27,8 +27,16 @@ UpstreamConn::UpstreamConn(Server& server, int backend)
   uv_tcp_nodelay(tcp(), 1);
 }
 
+void UpstreamConn::connect_settled() {
+  if (!counted_connecting_) return;
+  counted_connecting_ = false;
+  --server_.router().backend(backend_).connecting;
+}
+
 void UpstreamConn::connect() {
-  const BackendState& b = server_.router().backend(backend_);
+  BackendState& b = server_.router().backend(backend_);
+  ++b.connecting;
+  counted_connecting_ = true;
   connect_req_.data = this;
   int r = uv_tcp_connect(&connect_req_, tcp(), b.config.address.sa(), connect_cb);
   if (r != 0) {
@@ -41,6 +49,7 @@ void UpstreamConn::connect() {
 
 void UpstreamConn::connect_cb(uv_connect_t* req, int status) {
   auto* self = static_cast<UpstreamConn*>(req->data);
+  self->connect_settled();
   if (status == UV_ECANCELED || self->closing()) return;
   self->clear_deadline();
   if (status < 0) {
@@ -250,6 +259,7 @@ void UpstreamConn::on_deadline() {
 }
 
 void UpstreamConn::on_closed() {
+  connect_settled();
   if (parked_) server_.unpark(this);
   server_.destroy(this);
 }
