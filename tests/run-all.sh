@@ -43,6 +43,52 @@ fi
 if [ "$e2e_rc" != 0 ] && [ "$e2e_failed" = 0 ]; then e2e_failed=1; fi
 rm -f "$e2e_log"
 
-echo "unit: $unit_passed passed, $unit_failed failed; end-to-end: $e2e_passed passed, $e2e_failed failed"
-summary $((unit_passed + e2e_passed)) $((unit_failed + e2e_failed))
-[ $((unit_failed + e2e_failed)) = 0 ]
+# The same unit tests and a part of the end-to-end suite again, on a build with
+# AddressSanitizer and UndefinedBehaviorSanitizer: any report fails the run.
+asan_passed=0 asan_failed=0
+if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
+  if BUILD_DIR=build-asan bash packaging/build.sh -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dbuildtype=debug >/dev/null; then
+    # Reports go to files: a report from any stickyd process (leaks found at exit included)
+    # fails the run even when the test that caused it passed.
+    reports="$top/build-asan/sanitizer-reports"
+    rm -rf "$reports" && mkdir -p "$reports"
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$reports/asan"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan"
+    asan_log=$(mktemp)
+    build-asan/tests/unit/unit_tests --no-version 2>&1 | tail -n 3 | tee "$asan_log"
+    line=$(grep -E '^\[doctest\] test cases:' "$asan_log" | tail -n 1)
+    if [[ $line =~ ([0-9]+)\ passed\ \|\ *([0-9]+)\ failed ]]; then
+      asan_passed=${BASH_REMATCH[1]}
+      asan_failed=${BASH_REMATCH[2]}
+    else
+      asan_failed=1
+    fi
+    # stickyd under the sanitizers behind real Socket.IO traffic, errors and faults.
+    STICKYD_BIN="$top/build-asan/stickyd" bash tests/e2e/run.sh 2>&1 | tee "$asan_log" |
+      grep -aE '^(not )?ok|^E2E'
+    line=$(grep -aE '^E2E passed=' "$asan_log" | tail -n 1)
+    if [[ $line =~ passed=([0-9]+)\ failed=([0-9]+) ]]; then
+      asan_passed=$((asan_passed + BASH_REMATCH[1]))
+      asan_failed=$((asan_failed + BASH_REMATCH[2]))
+    else
+      asan_failed=$((asan_failed + 1))
+    fi
+    rm -f "$asan_log"
+    if compgen -G "$reports/*" >/dev/null; then
+      echo "run-all: sanitizer reports:" >&2
+      head -n 60 "$reports"/* >&2
+      asan_failed=$((asan_failed + 1))
+    fi
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+  else
+    echo "run-all: sanitizer build failed" >&2
+    asan_failed=1
+  fi
+fi
+
+echo "unit: $unit_passed passed, $unit_failed failed; end-to-end: $e2e_passed passed, $e2e_failed failed; sanitizers (unit + end-to-end): $asan_passed passed, $asan_failed failed"
+total_passed=$((unit_passed + e2e_passed + asan_passed))
+total_failed=$((unit_failed + e2e_failed + asan_failed))
+summary $total_passed $total_failed
+[ $total_failed = 0 ]

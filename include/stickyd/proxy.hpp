@@ -125,6 +125,9 @@ class ClientConn final : public Socket {
   void upstream_drained();
   void upstream_tunnel_data(const char* data, size_t n);
   void upstream_tunnel_eof();
+  void forget_upstream(UpstreamConn* u) {
+    if (upstream_ == u) upstream_ = nullptr;
+  }
 
  private:
   enum class State : uint8_t {

@@ -260,6 +260,9 @@ void UpstreamConn::on_deadline() {
 
 void UpstreamConn::on_closed() {
   connect_settled();
+  // Closed from outside (Server::stop) while still serving a client: the client must not
+  // touch us again. (A client that closed first has already detached itself.)
+  if (client_) client_->forget_upstream(this);
   if (parked_) server_.unpark(this);
   server_.destroy(this);
 }
