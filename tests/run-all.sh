@@ -43,7 +43,15 @@ fi
 if [ "$e2e_rc" != 0 ] && [ "$e2e_failed" = 0 ]; then e2e_failed=1; fi
 rm -f "$e2e_log"
 
-# The same unit tests and a part of the end-to-end suite again, on a build with
+# A short soak: 20k requests and 500 tunnels through stickyd; RSS and fds return to baseline.
+soak_passed=0 soak_failed=0
+if STICKYD_BIN="$top/build/stickyd" bash tests/bench/soak.sh --short 2>&1 | tail -n 20; then
+  soak_passed=1
+else
+  soak_failed=1
+fi
+
+# The same unit tests and the end-to-end suite again, on a build with
 # AddressSanitizer and UndefinedBehaviorSanitizer: any report fails the run.
 asan_passed=0 asan_failed=0
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
@@ -88,7 +96,8 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 echo "unit: $unit_passed passed, $unit_failed failed; end-to-end: $e2e_passed passed, $e2e_failed failed; sanitizers (unit + end-to-end): $asan_passed passed, $asan_failed failed"
-total_passed=$((unit_passed + e2e_passed + asan_passed))
-total_failed=$((unit_failed + e2e_failed + asan_failed))
+echo "soak: $soak_passed passed, $soak_failed failed"
+total_passed=$((unit_passed + e2e_passed + asan_passed + soak_passed))
+total_failed=$((unit_failed + e2e_failed + asan_failed + soak_failed))
 summary $total_passed $total_failed
 [ $total_failed = 0 ]
