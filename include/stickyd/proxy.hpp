@@ -43,6 +43,7 @@ class UpstreamConn final : public Socket {
   int backend() const { return backend_; }
   bool connected() const { return connected_; }
   bool reused() const { return exchanges_ > 0; }
+  bool answered() const { return answered_; }  // some byte of a response arrived
 
   void connect();                                  // reports connected()/connect_failed()
   void attach(ClientConn* client, bool head_request);  // start serving one exchange
@@ -98,6 +99,7 @@ class UpstreamConn final : public Socket {
   bool broken_ = false;  // protocol error or stray bytes: never reuse
   bool eof_ = false;
   bool counted_connecting_ = false;
+  bool answered_ = false;
   void connect_settled();  // the connect ended (either way): no longer pending
 };
 
@@ -168,6 +170,7 @@ class ClientConn final : public Socket {
   void on_request_complete();
   void acquire_upstream(bool allow_reuse);
   std::string build_upstream_head() const;
+  const char* invalid_head() const;  // why the parsed head must be refused, else null
   // What the proxy changes in a response head on its way to the client.
   struct ResponseEdit {
     std::string backend_sid;    // a new sid as the backend wrote it...
@@ -233,6 +236,7 @@ class ClientConn final : public Socket {
   bool in_flight_ = false;     // counted in the backend's in_flight
   bool settled_ = true;        // the current exchange's end has been booked
   bool local_ = false;         // the current answer came from stickyd itself
+  bool head_parsed_ = false;   // the current request's head is complete (method known)
   bool local_answer_ = false;  // answered without a backend; the connection stays open
   bool tunnel_counted_ = false;
   bool admitted_ = false;      // counted in the server's per-address connections

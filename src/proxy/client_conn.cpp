@@ -33,6 +33,7 @@ const char* reason_phrase(int status) {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Error";
   }
 }
@@ -101,6 +102,7 @@ int ClientConn::cb_message_begin(llhttp_t* p) {
   self->bytes_to_client_ = 0;
   self->route_ = Route{};
   self->settled_ = false;
+  self->head_parsed_ = false;
   self->local_ = false;
   self->local_answer_ = false;
   return 0;
@@ -248,6 +250,22 @@ void ClientConn::on_request_head() {
     respond_local(405, reason_phrase(405), "CONNECT is not supported");
     return;
   }
+  head_parsed_ = true;
+  if (const char* bad = invalid_head()) {
+    log::warn("bad request", {{"client", peer_ip_}, {"status", 400}, {"reason", bad}});
+    respond_local(400, reason_phrase(400), bad);
+    return;
+  }
+  if (llhttp_get_http_major(&parser_) == 0) {
+    log::warn("bad request", {{"client", peer_ip_}, {"status", 400}, {"reason", "HTTP/0.9"}});
+    respond_local(400, reason_phrase(400), "HTTP/0.9 is not supported");
+    return;
+  }
+  if (llhttp_get_http_major(&parser_) != 1 || llhttp_get_http_minor(&parser_) > 1) {
+    log::warn("unsupported HTTP version", {{"client", peer_ip_}});
+    respond_local(505, "HTTP Version Not Supported", "HTTP/1.0 and HTTP/1.1 only");
+    return;
+  }
   std::string_view target = head_.start();
   if (target.empty() || target.front() != '/') {
     // Absolute-form and asterisk-form targets: stickyd is not a forward proxy.
@@ -274,6 +292,29 @@ void ClientConn::on_request_head() {
   request_head_ = build_upstream_head();
   early_body_.clear();
   acquire_upstream(true);
+}
+
+const char* ClientConn::invalid_head() const {
+  // What llhttp lets through but RFC 9112 forbids, and a proxy must not pass on.
+  size_t hosts = 0;
+  for (size_t i = 0; i < head_.count(); ++i) {
+    std::string_view n = head_.name(i);
+    if (n.find_first_of(" \t") != std::string_view::npos)
+      return "whitespace between header name and colon";  // RFC 9112 5.1
+    if (!iequals(n, "host")) continue;
+    if (++hosts > 1) return "more than one Host header";
+    std::string_view v = head_.value(i);
+    if (v.empty()) return "empty Host header";
+    for (char c : v) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                std::string_view("-._~!$&'()*+,;=:[]%").find(c) != std::string_view::npos;
+      if (!ok) return "invalid Host header";
+    }
+  }
+  if (hosts == 0 && llhttp_get_http_major(const_cast<llhttp_t*>(&parser_)) == 1 &&
+      llhttp_get_http_minor(const_cast<llhttp_t*>(&parser_)) == 1)
+    return "HTTP/1.1 request without Host";  // RFC 9112 3.2
+  return nullptr;
 }
 
 std::string ClientConn::build_upstream_head() const {
@@ -807,14 +848,22 @@ void ClientConn::upstream_failed(int status, const char* what) {
     u->close();
   }
   if (state_ == State::Tunnel) {
-    abort("backend closed the tunnel");
+    log::info("backend closed the tunnel", {{"backend", server_.router().backend(route_.backend).config.name},
+                                            {"client", peer_ip_}, {"sid", route_.key}});
+    abort(nullptr);
     return;
   }
-  // A parked connection the backend closed just as we reused it: replay a bodyless request
-  // once on a fresh connection. Nothing reached the client and nothing can run twice.
+  // A pooled connection the backend closed just as we reused it (EOF or reset, not one byte
+  // of answer): the backend never processed the request. Replay it once on a fresh
+  // connection, and only an idempotent, bodyless one: a request the backend may have acted on
+  // (any byte received, an invalid answer, a POST) is never sent twice.
+  auto method = static_cast<llhttp_method_t>(llhttp_get_method(&parser_));
+  bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS;
   bool bodyless = parser_.content_length == 0 && !(parser_.flags & F_CHUNKED);
-  if (!head_sent_ && u && u->reused() && !retried_ && request_done_ && bodyless &&
-      state_ != State::HoldingHandshake) {
+  bool closed_unanswered = (status == UV_EOF || status == UV_ECONNRESET || status == UV_EPIPE) &&
+                           u && !u->answered();
+  if (!head_sent_ && u && u->reused() && !retried_ && request_done_ && bodyless && idempotent &&
+      closed_unanswered && state_ != State::HoldingHandshake) {
     retried_ = true;
     log::debug("retrying on a fresh backend connection", {{"error", what}});
     acquire_upstream(false);
@@ -824,7 +873,8 @@ void ClientConn::upstream_failed(int status, const char* what) {
   if (!head_sent_ && state_ != State::Closing) {
     log::warn("backend failed before responding",
               {{"backend", name}, {"error", what}, {"status", uv_err_name(status)}});
-    respond_local(502, reason_phrase(502), "backend closed the connection");
+    respond_local(502, reason_phrase(502),
+                  status == UV_EPROTO ? "invalid response from backend" : "backend closed the connection");
     return;
   }
   log::warn("backend failed mid-response", {{"backend", name}, {"error", what}});
@@ -964,7 +1014,8 @@ void ClientConn::settle(const char* outcome, bool keep_pin) {
   const Config& cfg = server_.config();
   if (!cfg.access_log && !log::enabled(LogLevel::Debug)) return;
   std::string backend = route_.backend >= 0 ? router.backend(route_.backend).config.name : "-";
-  const char* method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(&parser_)));
+  const char* method =
+      head_parsed_ ? llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(&parser_))) : "-";
   std::initializer_list<log::Field> fields = {
       {"client", peer_ip_},        {"method", method},
       {"target", head_.start()},   {"status", status_},

@@ -77,6 +77,7 @@ void UpstreamConn::attach(ClientConn* client, bool head_request) {
   client_ = client;
   head_request_ = head_request;
   parked_ = false;
+  answered_ = false;
   in_body_ = false;
   pause_ = Pause::None;
   head_.clear();
@@ -125,6 +126,7 @@ void UpstreamConn::on_read(const char* data, size_t len) {
     return;
   }
   set_deadline(server_.config().timeouts.server);
+  answered_ = true;
   execute(data, len);
 }
 
