@@ -9,6 +9,8 @@ top=$(dirname "$here")
 
 packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev doctest-dev
           node-llhttp openssl curl)
+# The test suite also builds the libFuzzer targets with clang.
+test_packages=(clang libclang-rt-14-dev)
 with_tests=0
 for a in "$@"; do
   case "$a" in
@@ -20,6 +22,7 @@ done
 sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
 
+if [ "$with_tests" = 1 ]; then packages+=("${test_packages[@]}"); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

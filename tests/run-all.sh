@@ -96,8 +96,24 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 echo "unit: $unit_passed passed, $unit_failed failed; end-to-end: $e2e_passed passed, $e2e_failed failed; sanitizers (unit + end-to-end): $asan_passed passed, $asan_failed failed"
-echo "soak: $soak_passed passed, $soak_failed failed"
-total_passed=$((unit_passed + e2e_passed + asan_passed + soak_passed))
-total_failed=$((unit_failed + e2e_failed + asan_failed + soak_failed))
+# libFuzzer targets (clang): replay the seed corpora, then fuzz each target for a while.
+fuzz_passed=0 fuzz_failed=0
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  fuzz_log=$(mktemp)
+  bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" 2>&1 | tee "$fuzz_log" | grep -aE '^(PASS|FAIL)|^FUZZ'
+  line=$(grep -aE '^FUZZ passed=' "$fuzz_log" | tail -n 1)
+  if [[ $line =~ passed=([0-9]+)\ failed=([0-9]+) ]]; then
+    fuzz_passed=${BASH_REMATCH[1]}
+    fuzz_failed=${BASH_REMATCH[2]}
+  else
+    tail -n 30 "$fuzz_log"
+    fuzz_failed=1
+  fi
+  rm -f "$fuzz_log"
+fi
+
+echo "soak: $soak_passed passed, $soak_failed failed; fuzz targets: $fuzz_passed passed, $fuzz_failed failed"
+total_passed=$((unit_passed + e2e_passed + asan_passed + soak_passed + fuzz_passed))
+total_failed=$((unit_failed + e2e_failed + asan_failed + soak_failed + fuzz_failed))
 summary $total_passed $total_failed
 [ $total_failed = 0 ]

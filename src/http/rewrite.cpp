@@ -1,6 +1,7 @@
 #include "stickyd/rewrite.hpp"
 
 #include "stickyd/cookie.hpp"
+#include "stickyd/engineio.hpp"
 #include "stickyd/query.hpp"
 
 namespace stickyd {
@@ -10,7 +11,11 @@ std::string replace_query_param(std::string_view target, std::string_view key,
   size_t q = target.find('?');
   if (q == std::string_view::npos) return std::string(target);
   std::string out(target.substr(0, q + 1));
-  std::string_view query = target.substr(q + 1);
+  // Only the query proper: a fragment (which a client may send) is not part of it for the
+  // router nor for engine.io's URL parsing, and is copied through unchanged.
+  size_t hash = target.find('#', q + 1);
+  std::string_view fragment = hash == std::string_view::npos ? std::string_view() : target.substr(hash);
+  std::string_view query = target.substr(q + 1, hash == std::string_view::npos ? std::string_view::npos : hash - q - 1);
   std::string encoded = encode_uri_component(value);
   size_t pos = 0;
   bool first = true;
@@ -32,6 +37,7 @@ std::string replace_query_param(std::string_view target, std::string_view key,
     if (amp == query.size()) break;
     pos = amp + 1;
   }
+  out.append(fragment);
   return out;
 }
 
@@ -79,8 +85,10 @@ namespace {
 // Replaces `"sid":"from"` in the JSON text `packet` (the first occurrence at top level is all
 // an open packet has). Returns false when not found.
 bool swap_sid(std::string& packet, std::string_view from, std::string_view to) {
+  // JSON.parse keeps the last of repeated keys, so the last match is the one that counts;
+  // the caller re-parses the result to be sure (odd JSON could still fool a text match).
   std::string needle = "\"sid\":\"" + std::string(from) + "\"";
-  size_t at = packet.find(needle);
+  size_t at = packet.rfind(needle);
   if (at == std::string::npos) return false;
   packet.replace(at + 7, from.size(), to);
   return true;
@@ -88,8 +96,9 @@ bool swap_sid(std::string& packet, std::string_view from, std::string_view to) {
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 }  // namespace
 
-std::optional<std::string> replace_open_packet_sid(std::string_view body, std::string_view from,
-                                                   std::string_view to) {
+namespace {
+std::optional<std::string> swap_open_packet_sid(std::string_view body, std::string_view from,
+                                                std::string_view to) {
   if (body.empty() || from.empty()) return std::nullopt;
   if (body[0] == '\0') {
     // EIO3 binary: 0x00, length digits as byte values, 0xFF, packet.
@@ -140,6 +149,18 @@ std::optional<std::string> replace_open_packet_sid(std::string_view body, std::s
   size_t new_units = len - from.size() + to.size();
   std::string out = std::to_string(new_units) + ":" + packet;
   out.append(rest.substr(bytes));
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> replace_open_packet_sid(std::string_view body, std::string_view from,
+                                                   std::string_view to) {
+  std::optional<std::string> out = swap_open_packet_sid(body, from, to);
+  if (!out) return std::nullopt;
+  // What the client will read must be exactly the tagged sid; otherwise leave the body alone.
+  std::optional<OpenPacket> check = parse_open_packet(*out);
+  if (!check || check->sid != to) return std::nullopt;
   return out;
 }
 

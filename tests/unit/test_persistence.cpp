@@ -76,6 +76,8 @@ TEST_CASE("rewrite: sid in the query keeps every other byte") {
   CHECK(replace_query_param("/s/?s%69d=a", "sid", "z") == "/s/?s%69d=z");
   CHECK(replace_query_param("/s/", "sid", "z") == "/s/");
   CHECK(replace_query_param("/s/?a&&b=1", "sid", "z") == "/s/?a&&b=1");
+  // A fragment is not part of the query: copied through, never rewritten.
+  CHECK(replace_query_param("/s/?sid=n1.abc#&sid#x", "sid", "abc") == "/s/?sid=abc#&sid#x");
 }
 
 TEST_CASE("rewrite: cookie header edits") {
@@ -114,6 +116,12 @@ TEST_CASE("rewrite: open packet sid, EIO4, EIO3 text and binary framing") {
   CHECK((*rb)[3] == 9);
   CHECK(static_cast<unsigned char>((*rb)[4]) == 0xFF);
   CHECK_FALSE(replace_open_packet_sid(eio4, "other", "x"));
+  // Repeated keys: JSON.parse keeps the last, and so does the rewrite.
+  auto dup = replace_open_packet_sid(R"(0{"sid":"abc","sid":"abc"})", "abc", "n2.abc");
+  REQUIRE(dup);
+  CHECK(*dup == R"(0{"sid":"abc","sid":"n2.abc"})");
+  // A key that merely contains `"sid"` after an escaped quote is not rewritten blindly.
+  CHECK_FALSE(replace_open_packet_sid(R"(0{"x"sid":"abc","sid":"zzz"})", "abc", "n2.abc"));
   CHECK_FALSE(replace_open_packet_sid("999:0{}", "a", "b"));
   CHECK_FALSE(replace_open_packet_sid("", "a", "b"));
 }
