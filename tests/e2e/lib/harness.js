@@ -113,13 +113,13 @@ function lineCollector(stream, onLine) {
       const line = partial.slice(0, i).replace(/\r$/, '');
       partial = partial.slice(i + 1);
       lines.push(line);
-      if (onLine) onLine(line);
+      if (onLine) onLine(line, lines.length - 1);
     }
   });
   stream.on('end', () => {
     if (partial) {
       lines.push(partial);
-      if (onLine) onLine(partial);
+      if (onLine) onLine(partial, lines.length - 1);
       partial = '';
     }
   });
@@ -1430,6 +1430,8 @@ function sum(stats, f) {
 }
 
 module.exports = {
+  trackChild,
+  lineCollector,
   HOST,
   T,
   SCALE,

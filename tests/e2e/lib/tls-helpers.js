@@ -96,60 +96,9 @@ function makePki() {
 // ---------------------------------------------------------------------------------------
 // stickyd with TLS listeners
 
-const liveChildren = new Set();
-process.on('exit', () => {
-  for (const c of liveChildren) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-});
-
-function track(child) {
-  liveChildren.add(child);
-  child.exitInfo = null;
-  child.exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      child.exitInfo = { code, signal };
-      liveChildren.delete(child);
-      resolve(child.exitInfo);
-    });
-    child.on('error', (error) => {
-      if (!child.exitInfo) {
-        child.exitInfo = { code: null, signal: null, error };
-        liveChildren.delete(child);
-        resolve(child.exitInfo);
-      }
-    });
-  });
-  return child;
-}
-
-function lines(stream, onLine) {
-  const out = [];
-  let partial = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk) => {
-    partial += chunk;
-    let i;
-    while ((i = partial.indexOf('\n')) >= 0) {
-      const line = partial.slice(0, i).replace(/\r$/, '');
-      partial = partial.slice(i + 1);
-      out.push(line);
-      if (onLine) onLine(line, out.length - 1);
-    }
-  });
-  stream.on('end', () => {
-    if (partial) {
-      out.push(partial);
-      if (onLine) onLine(partial, out.length - 1);
-      partial = '';
-    }
-  });
-  return out;
-}
+// Child processes and their output lines: the harness's own helpers.
+const track = h.trackChild;
+const lines = h.lineCollector;
 
 const y = (v) => JSON.stringify(v); // JSON is YAML flow syntax
 
