@@ -378,6 +378,26 @@ class Loader {
 
   static bool is_plain(const YAML::Node& n) { return n.IsScalar() && n.Tag() == "?"; }
 
+  // A case-insensitive choice among fixed names. On anything else, one error:
+  // "invalid <what> 'x' (expected a, b or c)".
+  template <typename T>
+  std::optional<T> get_choice(const YAML::Node& value, const YAML::Node& key, const char* what,
+                              std::initializer_list<std::pair<const char*, T>> choices) {
+    auto s = get_string(value, key);
+    if (!s) return std::nullopt;
+    const std::string l = lower(*s);
+    std::string expected;
+    size_t i = 0;
+    for (const auto& [name, result] : choices) {
+      if (l == name) return result;
+      expected += i == 0 ? "" : (i + 1 == choices.size() ? " or " : ", ");
+      expected += name;
+      ++i;
+    }
+    error(value.Mark(), std::string("invalid ") + what + " '" + *s + "' (expected " + expected + ")");
+    return std::nullopt;
+  }
+
   std::optional<std::string> get_string(const YAML::Node& value, const YAML::Node& key) {
     if (!value.IsScalar()) {
       error(where(value, key), "expected a string");
@@ -1153,31 +1173,15 @@ class Loader {
              }},
             {"priority",
              [&](const YAML::Node& k, const YAML::Node& v) {
-               auto s = get_string(v, k);
-               if (!s) return;
-               const std::string l = lower(*s);
-               if (l == "low") {
-                 c.priority = "Low";
-               } else if (l == "medium") {
-                 c.priority = "Medium";
-               } else if (l == "high") {
-                 c.priority = "High";
-               } else {
-                 error(v.Mark(), "invalid priority '" + *s + "' (expected low, medium or high)");
-               }
+               if (auto p = get_choice<const char*>(
+                       v, k, "priority", {{"low", "Low"}, {"medium", "Medium"}, {"high", "High"}}))
+                 c.priority = *p;
              }},
             {"encode",
              [&](const YAML::Node& k, const YAML::Node& v) {
-               auto s = get_string(v, k);
-               if (!s) return;
-               const std::string l = lower(*s);
-               if (l == "uri") {
-                 c.encode = CookieEncode::Uri;
-               } else if (l == "none") {
-                 c.encode = CookieEncode::None;
-               } else {
-                 error(v.Mark(), "invalid encode '" + *s + "' (expected uri or none)");
-               }
+               if (auto e = get_choice<CookieEncode>(
+                       v, k, "encode", {{"uri", CookieEncode::Uri}, {"none", CookieEncode::None}}))
+                 c.encode = *e;
              }},
         });
     // engine.io: httpOnly defaults to `path !== false`.
@@ -1295,21 +1299,12 @@ class Loader {
              {
                  {"level",
                   [&](const YAML::Node& k, const YAML::Node& v) {
-                    auto s = get_string(v, k);
-                    if (!s) return;
-                    const std::string l = lower(*s);
-                    if (l == "debug") {
-                      cfg.log_level = LogLevel::Debug;
-                    } else if (l == "info") {
-                      cfg.log_level = LogLevel::Info;
-                    } else if (l == "warn") {
-                      cfg.log_level = LogLevel::Warn;
-                    } else if (l == "error") {
-                      cfg.log_level = LogLevel::Error;
-                    } else {
-                      error(v.Mark(), "invalid log level '" + *s +
-                                          "' (expected debug, info, warn or error)");
-                    }
+                    if (auto l = get_choice<LogLevel>(v, k, "log level",
+                                                      {{"debug", LogLevel::Debug},
+                                                       {"info", LogLevel::Info},
+                                                       {"warn", LogLevel::Warn},
+                                                       {"error", LogLevel::Error}}))
+                      cfg.log_level = *l;
                   }},
              });
   }
@@ -1329,37 +1324,20 @@ class Loader {
              {
                  {"format",
                   [&](const YAML::Node& k, const YAML::Node& v) {
-                    auto s = get_string(v, k);
-                    if (!s) return;
-                    const std::string l = lower(*s);
-                    if (l == "text") {
-                      cfg.access_log_json = false;
-                    } else if (l == "json") {
-                      cfg.access_log_json = true;
-                    } else {
-                      error(v.Mark(),
-                            "invalid access log format '" + *s + "' (expected text or json)");
-                    }
+                    if (auto json = get_choice<bool>(v, k, "access log format",
+                                                     {{"text", false}, {"json", true}}))
+                      cfg.access_log_json = *json;
                   }},
              });
   }
 
   void load_balance(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
-    auto s = get_string(value, key);
-    if (!s) return;
-    const std::string l = lower(*s);
-    if (l == "round_robin") {
-      cfg.balance = BalancePolicy::RoundRobin;
-    } else if (l == "least_conn") {
-      cfg.balance = BalancePolicy::LeastConn;
-    } else if (l == "random") {
-      cfg.balance = BalancePolicy::Random;
-    } else if (l == "hash") {
-      cfg.balance = BalancePolicy::Hash;
-    } else {
-      error(value.Mark(),
-            "invalid balance '" + *s + "' (expected round_robin, least_conn, random or hash)");
-    }
+    if (auto b = get_choice<BalancePolicy>(value, key, "balance",
+                                           {{"round_robin", BalancePolicy::RoundRobin},
+                                            {"least_conn", BalancePolicy::LeastConn},
+                                            {"random", BalancePolicy::Random},
+                                            {"hash", BalancePolicy::Hash}}))
+      cfg.balance = *b;
   }
 
   // ---- sticky --------------------------------------------------------------------------------
@@ -1400,17 +1378,9 @@ class Loader {
                   }},
                  {"on_down",
                   [&](const YAML::Node& k, const YAML::Node& v) {
-                    auto s = get_string(v, k);
-                    if (!s) return;
-                    const std::string l = lower(*s);
-                    if (l == "redispatch") {
-                      st.strict = false;
-                    } else if (l == "strict") {
-                      st.strict = true;
-                    } else {
-                      error(v.Mark(),
-                            "invalid on_down '" + *s + "' (expected redispatch or strict)");
-                    }
+                    if (auto strict = get_choice<bool>(v, k, "on_down",
+                                                       {{"redispatch", false}, {"strict", true}}))
+                      st.strict = *strict;
                   }},
                  {"server_cookie",
                   [&](const YAML::Node& k, const YAML::Node& v) {
@@ -1548,19 +1518,11 @@ class Loader {
                   }},
                  {"mode",
                   [&](const YAML::Node& k, const YAML::Node& v) {
-                    auto s = get_string(v, k);
-                    if (!s) return;
-                    const std::string l = lower(*s);
-                    if (l == "insert") {
-                      sc.mode = ServerCookieMode::Insert;
-                    } else if (l == "prefix") {
-                      sc.mode = ServerCookieMode::Prefix;
-                    } else if (l == "rewrite") {
-                      sc.mode = ServerCookieMode::Rewrite;
-                    } else {
-                      error(v.Mark(), "invalid server cookie mode '" + *s +
-                                          "' (expected insert, prefix or rewrite)");
-                    }
+                    if (auto m = get_choice<ServerCookieMode>(v, k, "server cookie mode",
+                                                              {{"insert", ServerCookieMode::Insert},
+                                                               {"prefix", ServerCookieMode::Prefix},
+                                                               {"rewrite", ServerCookieMode::Rewrite}}))
+                      sc.mode = *m;
                   }},
                  flag("indirect", sc.indirect, &indirect_at),
                  flag("nocache", sc.nocache, nullptr),
