@@ -5,13 +5,24 @@
 // this is where HAProxy's stick tables lose long-lived websockets), and otherwise forgotten
 // after their idle time. The table is bounded: beyond max_sessions the least recently used
 // unpinned entry is evicted. Lookup, refresh, pin and unpin are O(1).
+//
+// Layout (why it is not a std::unordered_map): a million sessions must fit in well under
+// 100 MB and growing the table must never stall the event loop. Each entry is one 48-byte
+// slot in a chunked slab (no allocation per entry, nothing ever moves), keys of up to 23
+// bytes (Socket.IO's are 20) are stored inline, and the index is an open-addressing array
+// of 8-byte (fingerprint, slot) words. The table is split into shards by hash: each shard
+// has its own index, slab, LRU list and mutex, so a resize rehashes one shard only (1/64th
+// of the table at most) and several event loops (workers) can share one table with cheap,
+// rarely contended locks.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace stickyd {
@@ -23,8 +34,14 @@ class AffinityTable {
     uint64_t expired = 0;
     uint64_t evicted = 0;
   };
+  // Backend indexes the per-backend session counters cover (indexes are stable across
+  // reloads and only grow; the config refuses more backends than this).
+  static constexpr size_t kMaxBackends = 4096;
 
-  explicit AffinityTable(size_t max_sessions) : max_sessions_(max_sessions ? max_sessions : 1) {}
+  // The shard count is fixed here from max_sessions: small tables get one shard, so
+  // eviction order is exact LRU; large ones up to 64, each bounded to its share.
+  explicit AffinityTable(size_t max_sessions);
+  ~AffinityTable();
   AffinityTable(const AffinityTable&) = delete;
   AffinityTable& operator=(const AffinityTable&) = delete;
 
@@ -40,47 +57,37 @@ class AffinityTable {
   // Forgets idle entries, oldest first, at most `budget` of them; returns how many.
   size_t expire(int64_t now_ms, size_t budget = 4096);
 
-  size_t size() const { return map_.size(); }
-  void set_max_sessions(size_t n) { max_sessions_ = n ? n : 1; }
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
+  void set_max_sessions(size_t n);
   // Forgets every session of `backend` (removed by a reload).
   size_t forget_backend(uint16_t backend);
   // Sessions currently owned by `backend` (for least-connection balancing and the admin API).
   uint32_t sessions_of(uint16_t backend) const {
-    return backend < per_backend_.size() ? per_backend_[backend] : 0;
+    return backend < kMaxBackends ? per_backend_[backend].load(std::memory_order_relaxed) : 0;
   }
-  size_t pinned() const { return pinned_; }
-  const Stats& stats() const { return stats_; }
-  // Approximate heap bytes one entry costs (node, key, bucket), for docs and metrics.
+  size_t pinned() const { return pinned_.load(std::memory_order_relaxed); }
+  Stats stats() const {
+    return {learnt_.load(std::memory_order_relaxed), expired_.load(std::memory_order_relaxed),
+            evicted_.load(std::memory_order_relaxed)};
+  }
+  size_t shard_count() const { return shards_.size(); }
+  // Heap bytes one entry costs at a typical load (slot + index words), for docs and metrics.
   static size_t bytes_per_entry(size_t sid_length);
 
+  class Shard;  // defined in affinity.cpp
+
  private:
-  struct Entry {
-    Entry* prev = nullptr;  // LRU list: head = most recent. Pinned entries are not listed.
-    Entry* next = nullptr;
-    const std::string* key = nullptr;
-    int64_t expires_at = 0;
-    uint32_t idle_ms = 0;
-    uint16_t backend = 0;
-    uint16_t pins = 0;
-  };
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using Map = std::unordered_map<std::string, Entry, Hash, std::equal_to<>>;
+  Shard& shard_for(uint64_t hash) const;
 
-  void link_front(Entry* e);
-  void unlink(Entry* e);
-  void erase(Map::iterator it);
-  void count(uint16_t backend, int delta);
-
-  Map map_;
-  Entry* head_ = nullptr;
-  Entry* tail_ = nullptr;
-  size_t max_sessions_;
-  size_t pinned_ = 0;
-  std::vector<uint32_t> per_backend_;
-  Stats stats_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  unsigned shard_shift_ = 64;  // shard = hash >> shard_shift_ (64: one shard)
+  std::atomic<size_t> size_{0};
+  std::atomic<size_t> max_sessions_{1};
+  std::atomic<size_t> pinned_{0};
+  std::atomic<uint64_t> learnt_{0}, expired_{0}, evicted_{0};
+  std::unique_ptr<std::atomic<uint32_t>[]> per_backend_;
+  size_t next_expire_shard_ = 0;  // expire() round-robins its budget over the shards
+  std::mutex expire_mutex_;
 };
 
 }  // namespace stickyd

@@ -285,6 +285,8 @@ bool is_managed_header(std::string_view name) {
 
 constexpr std::string_view kTagSeparators = ".~!*:";
 constexpr size_t kMaxCookieValue = 64;
+// Well under AffinityTable::kMaxBackends, which also has to cover backends removed by reloads.
+constexpr size_t kMaxBackendsInConfig = 1024;
 
 std::string ms_text(Millis d) { return std::to_string(d.count()) + "ms"; }
 
@@ -906,6 +908,11 @@ class Loader {
     }
     if (value.size() == 0) {
       error(where(value, key), "expected at least one backend");
+      return;
+    }
+    if (value.size() > kMaxBackendsInConfig) {
+      error(where(value, key), "too many backends (" + std::to_string(value.size()) +
+                                   "; at most " + std::to_string(kMaxBackendsInConfig) + ")");
       return;
     }
     std::map<std::string, int> names;  // name -> 1-based line of its first definition

@@ -1,6 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <map>
+#include <random>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "stickyd/affinity.hpp"
 
@@ -103,6 +107,90 @@ TEST_CASE("affinity: the sweep is bounded per call") {
 
 TEST_CASE("affinity: cost per entry is small and stated") {
   size_t b = AffinityTable::bytes_per_entry(20);
-  CHECK(b > 64);
-  CHECK(b < 200);
+  CHECK(b >= 48);
+  CHECK(b <= 64);
+  CHECK(AffinityTable::bytes_per_entry(100) > b);  // long keys live outside the slot
+}
+
+TEST_CASE("affinity: behaves like a plain map under random operations (differential)") {
+  // 200k random operations against a std::map model, on a table large enough to be sharded
+  // and to grow and shrink its indexes; keys of 1..40 bytes (inline and out-of-slot).
+  AffinityTable t(1'000'000);
+  CHECK(t.shard_count() > 1);
+  std::map<std::string, uint16_t> model;
+  std::mt19937 rng(7);
+  auto key = [&](uint32_t i) {
+    std::string k = std::to_string(i);
+    if (i % 7 == 0) k.append(30, 'x');  // long key
+    return k;
+  };
+  for (int op = 0; op < 200000; ++op) {
+    uint32_t i = rng() % 20000;
+    std::string k = key(i);
+    switch (rng() % 4) {
+      case 0:
+      case 1: {
+        auto b = static_cast<uint16_t>(rng() % 5);
+        t.learn(k, b, 1'000'000, 0);
+        model[k] = b;
+        break;
+      }
+      case 2: {
+        auto got = t.touch(k, 1);
+        auto it = model.find(k);
+        if (it == model.end()) REQUIRE(got == std::nullopt);
+        else REQUIRE(got == it->second);
+        break;
+      }
+      case 3:
+        t.forget(k);
+        model.erase(k);
+        break;
+    }
+    REQUIRE(t.size() == model.size());
+  }
+  uint32_t per[5] = {};
+  for (auto& [k, b] : model) ++per[b];
+  for (uint16_t b = 0; b < 5; ++b) CHECK(t.sessions_of(b) == per[b]);
+  CHECK(t.forget_backend(3) == per[3]);
+  CHECK(t.sessions_of(3) == 0);
+  for (auto& [k, b] : model) CHECK(t.touch(k, 2) == (b == 3 ? std::nullopt : std::optional<uint16_t>(b)));
+  // Everything expires; indexes shrink back without losing anything in between.
+  CHECK(t.expire(10'000'000, SIZE_MAX) == model.size() - per[3]);
+  CHECK(t.size() == 0);
+  t.learn("again", 1, 1000, 0);
+  CHECK(t.touch("again", 1) == 1);
+}
+
+TEST_CASE("affinity: a full sharded table stays within max_sessions") {
+  AffinityTable t(40000);
+  CHECK(t.shard_count() > 1);
+  for (int i = 0; i < 100000; ++i) t.learn("s" + std::to_string(i), 0, 1'000'000, i);
+  CHECK(t.size() <= 40000);
+  CHECK(t.size() >= 39000);
+  CHECK(t.stats().evicted == 100000 - t.size());
+  CHECK(t.touch("s99999", 100000) == 0);  // the newest survive
+  CHECK(t.touch("s0", 100000) == std::nullopt);
+}
+
+TEST_CASE("affinity: several threads share one table (workers)") {
+  AffinityTable t(1'000'000);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&t, w] {
+      for (int i = 0; i < 20000; ++i) {
+        std::string k = std::to_string(w) + ":" + std::to_string(i);
+        t.learn(k, static_cast<uint16_t>(w), 100000, 0);
+        t.pin(k, 1);
+        t.unpin(k, 2);
+        if (i % 2) t.forget(k);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(t.size() == 4 * 10000);
+  CHECK(t.pinned() == 0);
+  for (uint16_t w = 0; w < 4; ++w) CHECK(t.sessions_of(w) == 10000);
+  CHECK(t.touch("2:10", 3) == 2);
+  CHECK(t.touch("2:11", 3) == std::nullopt);
 }

@@ -74,6 +74,13 @@ const char* const kDerivedN2 = "Ng10r0OyY_bj9DMw";
 }  // namespace
 
 TEST_SUITE("config") {
+  TEST_CASE("more backends than the affinity table counts is refused at the list") {
+    std::string yaml = "listen: 127.0.0.1:8080\nbackends:\n";
+    for (int i = 0; i < 1025; ++i)
+      yaml += "  - {name: n" + std::to_string(i) + ", address: 127.0.0.1:3001}\n";
+    expect_one_error(yaml, 3, 3, "too many backends (1025; at most 1024)");
+  }
+
   TEST_CASE("minimal config gets every default") {
     const ConfigResult r = load(kMinimal);
     INFO(all_errors(r));
