@@ -11,15 +11,19 @@
 #      + stick-table entry learnt from the open packet with wait-for-body)
 #   3. memory per idle websocket tunnel (RSS before/after TUNNELS tunnels)
 #   4. CPU per MB tunnelled (PUSH_MB through PUSH_CONNS tunnels, PUSH_FRAME_KB frames)
+#   5. latency at a fixed request rate, open loop (build/tests/bench/fixed_rate, the wrk2 -R
+#      method): sticky polls at LAT_RATE/s and handshakes at LAT_HS_RATE/s, p50/p99/p99.9
+#      measured from each request's intended send time
 #   6. build/tests/bench/affinity_bench (1M sessions) output, if built
 # Proxy CPU is utime+stime from /proc/<pid>/stat (clock ticks, usually 10 ms) over the test;
 # RSS is VmRSS from /proc/<pid>/status. Polling backends: nginx (backends/nginx.conf, one
 # worker, 3 server blocks); websocket backends: Node `ws` (compare_ws.js). HAProxy runs with
 # nbthread 1 (haproxy.cfg); stickyd is single-threaded by design.
-# (5, latency at a fixed rate, is not measured: neither wrk2 nor `wrk -R` is available.)
 #
 # Env: STICKYD_BIN (build/stickyd), BASE_PORT (18500), DURATION (10s), CONNS (50),
 # THREADS (2), ROUNDS (1), NGINX (1 = also measure nginx as a reference proxy), TUNNELS (3000), PUSH_CONNS (50), PUSH_MB (200), PUSH_FRAME_KB (16),
+# LAT (1 = run test 5), LAT_RATE (10000), LAT_HS_RATE (5000), LAT_DURATION (10s), LAT_WARMUP (1s),
+# LAT_CONNS (50), FIXED_RATE_BIN (build/tests/bench/fixed_rate),
 # KEEP (1 = keep the work directory with configs and logs).
 # Everything binds to 127.0.0.1, every step is bounded by `timeout`, and every process the
 # script starts is stopped by its pid on exit.
@@ -38,11 +42,21 @@ PUSH_CONNS="${PUSH_CONNS:-50}"
 PUSH_MB="${PUSH_MB:-200}"
 PUSH_FRAME_KB="${PUSH_FRAME_KB:-16}"
 NGINX="${NGINX:-1}"
+LAT="${LAT:-1}"
+LAT_RATE="${LAT_RATE:-10000}"
+LAT_HS_RATE="${LAT_HS_RATE:-5000}"
+LAT_DURATION="${LAT_DURATION:-10s}"
+LAT_WARMUP="${LAT_WARMUP:-1s}"
+LAT_CONNS="${LAT_CONNS:-50}"
+FIXED_RATE_BIN="${FIXED_RATE_BIN:-$REPO/build/tests/bench/fixed_rate}"
 HZ="$(getconf CLK_TCK)"
 
 for bin in "$STICKYD_BIN" haproxy nginx wrk node curl; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "$bin" ] || { echo "missing: $bin" >&2; exit 1; }
 done
+if [ "$LAT" = 1 ] && [ ! -x "$FIXED_RATE_BIN" ]; then
+  echo "missing: $FIXED_RATE_BIN (ninja -C build, or LAT=0 to skip test 5)" >&2; exit 1
+fi
 
 P1=$((BASE_PORT + 1)); P2=$((BASE_PORT + 2)); P3=$((BASE_PORT + 3))        # nginx polling
 W1=$((BASE_PORT + 21)); W2=$((BASE_PORT + 22)); W3=$((BASE_PORT + 23))     # node ws
@@ -229,6 +243,56 @@ ROUND=1
 HT="$(haproxy_cmd "$WORK/haproxy-poll.sock" "show table polling")"; HT="${HT%%$'\n'*}"
 log "haproxy stick table after the handshake runs: $HT"
 
+# ---- 5. latency at a fixed rate (open loop) -----------------------------------------------------
+# fixed_rate schedules request i at t0 + i/rate over LAT_CONNS keep-alive connections and times
+# it from that intended send time to the end of the response (a request whose connection is
+# still busy waits on it and the wait counts), so a proxy that falls behind or stalls shows up
+# in every request scheduled meanwhile. Same requests as tests 1 and 2.
+run_lat() { # poll|handshake proxy pid port rate fixed_rate-args...
+  local kind=$1 proxy=$2 pid=$3 port=$4 rate=$5; shift 5
+  local label="fixed ${rate}/s $kind" out="$WORK/lat-$kind-$proxy-$ROUND.txt" t0 t1
+  local args=(--port "$port" --rate "$rate" --connections "$LAT_CONNS" --duration "$LAT_DURATION"
+              --warmup "$LAT_WARMUP" --timeline "$@")
+  t0=$(ticks "$pid")
+  cmdlog "build/tests/bench/fixed_rate ${args[*]@Q}"
+  timeout 900 "$FIXED_RATE_BIN" "${args[@]}" >"$out" 2>"$out.err" || true
+  t1=$(ticks "$pid")
+  local line; line=$(grep '^RESULT ' "$out" || true)
+  [ -n "$line" ] || { log "fixed_rate $label $proxy round $ROUND: no result ($(tr '\n' ' ' <"$out.err"))"; return 0; }
+  get() { local v; v=$(printf '%s\n' "$line" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"); echo "${v:-0}"; }
+  local p50 p99 p999 max ach errs non2xx unf all cpu_us
+  p50=$(get p50_ms); p99=$(get p99_ms); p999=$(get p99.9_ms); max=$(get max_ms)
+  ach=$(get achieved_rps); errs=$(get errors); non2xx=$(get non2xx); unf=$(get unfinished)
+  all=$(get completed_all)
+  cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$all" 'BEGIN { printf "%.2f", n ? d * 1e6 / hz / n : 0 }')
+  local extra=""; [ "$kind" = poll ] || extra=", set-cookie $(get set_cookie) of $(get requests), bad body $(get bad_body)"
+  log "$label $proxy round $ROUND: $ach req/s achieved, p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms, max $max ms, cpu $((t1 - t0)) ticks = $cpu_us us/req, errors $errs, non-2xx $non2xx, unfinished $unf$extra, generator lag p99 $(get sched_lag_p99_ms) ms"
+  put "$label: achieved requests/s" "$proxy" "$ach"
+  put "$label: latency p50 ms" "$proxy" "$p50"
+  put "$label: latency p99 ms" "$proxy" "$p99"
+  put "$label: latency p99.9 ms" "$proxy" "$p999"
+  put "$label: proxy CPU us/request" "$proxy" "$cpu_us"
+  put "$label: failed requests" "$proxy" "$((errs + non2xx + unf))"
+  # the generator's own timer lateness: when it nears the latencies, they measure the host
+  put "$label: generator lag p99 ms" "$proxy" "$(get sched_lag_p99_ms)"
+  return 0
+}
+if [ "$LAT" = 1 ]; then
+  for ROUND in $(seq 1 "$ROUNDS"); do
+    run_lat poll stickyd "$S_PID" "$SP" "$LAT_RATE" \
+      --path "/socket.io/?EIO=4&transport=polling&sid=$S_SID" --header "Cookie: $S_COOKIE"
+    run_lat poll haproxy "$H_PID" "$HP" "$LAT_RATE" \
+      --path "/socket.io/?EIO=4&transport=polling&sid=$H_SID" --header "Cookie: $H_COOKIE"
+    run_lat handshake stickyd "$S_PID" "$SP" "$LAT_HS_RATE" --handshake
+    run_lat handshake haproxy "$H_PID" "$HP" "$LAT_HS_RATE" --handshake
+    if [ -n "$N_PID" ]; then
+      run_lat poll nginx "$N_PID" "$NP" "$LAT_RATE" --path "/socket.io/?EIO=4&transport=polling&sid=$S_SID"
+      run_lat handshake nginx "$N_PID" "$NP" "$LAT_HS_RATE" --handshake
+    fi
+  done
+  ROUND=1
+fi
+
 # ---- websockets -----------------------------------------------------------------------------
 
 idle_test() { # proxy pid port
@@ -297,6 +361,7 @@ mean() { # metric proxy
 echo
 echo "stickyd vs HAProxy $(haproxy -v | head -1 | awk '{print $3}') -- $(date -u +%FT%TZ), $(nproc) CPUs, $(uname -r)"
 echo "wrk -c $CONNS -t $THREADS -d $DURATION; $ROUNDS round(s), mean shown; tunnels $TUNNELS; push ${PUSH_MB} MB / $PUSH_CONNS tunnels / ${PUSH_FRAME_KB} KB frames"
+[ "$LAT" = 1 ] && echo "fixed: open-loop fixed_rate over $LAT_CONNS connections, $LAT_WARMUP warm-up + $LAT_DURATION measured; latency from the intended send time"
 printf '%-46s %12s %12s %10s %12s\n' metric stickyd haproxy ratio "nginx(ref)"
 for m in "${METRICS[@]}"; do
   a=$(mean "$m" stickyd); b=$(mean "$m" haproxy); c=$(mean "$m" nginx)
