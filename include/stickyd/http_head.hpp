@@ -10,7 +10,12 @@
 
 namespace stickyd {
 
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality. Inline: most calls compare a header name against a
+// literal of another length and end at the size check.
+bool iequals_bytes(const char* a, const char* b, size_t n);
+inline bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && iequals_bytes(a.data(), b.data(), a.size());
+}
 // True when the comma-separated header value lists `token` (case-insensitive).
 bool has_token(std::string_view list, std::string_view token);
 
@@ -47,12 +52,18 @@ class HttpHead {
   bool is_hop_by_hop(size_t i) const;
 
  private:
+  static constexpr size_t kInitialBytes = 512;
+  static constexpr size_t kInitialFields = 16;
+  void reserve_first();
   std::string_view view(uint32_t off, uint32_t len) const { return {buf_.data() + off, len}; }
   std::string buf_;
   std::vector<Field> fields_;
   uint32_t start_len_ = 0;
   bool in_start_ = true;
   bool in_value_ = false;
+  // Whether some field is called Connection (-1: not looked yet); is_hop_by_hop() only
+  // scans for the fields it lists when there is one.
+  mutable int8_t has_connection_ = -1;
 };
 
 }  // namespace stickyd

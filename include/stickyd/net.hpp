@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -42,6 +43,13 @@ class Socket {
   // queued write. Returns false when the socket is already broken.
   bool send(const uv_buf_t* bufs, unsigned count);
   bool send(std::string_view bytes);
+  // Coalescing: from cork() until uncork() (or close() / shutdown_write()), small sends are
+  // gathered and written as one, so a response head and its first body bytes leave in one
+  // write(2). One corked socket per loop at a time (cork() is a no-op while another one is
+  // corked). Whoever corks uncorks before its libuv callback returns; the read and timer
+  // callbacks uncork whatever is left as a safety net.
+  void cork();
+  void uncork();
   size_t queued_bytes() const { return queued_; }
   bool write_backlogged() const { return queued_ > kHighWater; }
 
@@ -86,13 +94,23 @@ class Socket {
   static void close_cb(uv_handle_t*);
 
   bool raw_send(const uv_buf_t* bufs, unsigned count);
+  bool send_now(const uv_buf_t* bufs, unsigned count);
   bool flush_tls();
+  bool flush_cork();  // writes what cork() gathered; false when the write failed
+  void arm_timer(uint64_t due);
 
   std::unique_ptr<tls::Session> tls_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
   uv_shutdown_t shutdown_req_;
   size_t queued_ = 0;
+  // Deadlines are lazy: set_deadline() only records the due time (loop ms), and the libuv
+  // timer is restarted only when it must fire earlier than it is armed for; when it fires
+  // early it re-arms for the real deadline. Frequent set/clear (every request, every tunnel
+  // read) cost no timer-heap work. kNoTime: none.
+  static constexpr uint64_t kNoTime = UINT64_MAX;
+  uint64_t deadline_ = kNoTime;
+  uint64_t armed_ = kNoTime;
   uint8_t open_handles_ = 2;
   bool reading_ = false;
   bool closing_ = false;

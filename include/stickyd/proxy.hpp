@@ -125,6 +125,7 @@ class ClientConn final : public Socket {
   void upstream_failed(int status, const char* what);
   void upstream_timeout();
   void upstream_drained();
+  void upstream_read_done();  // end of one backend read: flush what it made us send
   void upstream_tunnel_data(const char* data, size_t n);
   void upstream_tunnel_eof();
   void forget_upstream(UpstreamConn* u) {
@@ -169,7 +170,7 @@ class ClientConn final : public Socket {
   void on_request_body(const char* p, size_t n);
   void on_request_complete();
   void acquire_upstream(bool allow_reuse);
-  std::string build_upstream_head() const;
+  void build_upstream_head(std::string& out) const;
   const char* invalid_head() const;  // why the parsed head must be refused, else null
   // What the proxy changes in a response head on its way to the client.
   struct ResponseEdit {
@@ -208,7 +209,6 @@ class ClientConn final : public Socket {
   HttpHead head_;
   std::string peer_ip_;
   std::string pending_;       // client bytes not parsed yet (pipelined requests, early tunnel bytes)
-  std::string request_head_;  // what goes to the backend; kept for one retry until a response
   std::string early_body_;    // request body that arrived before the backend connection
   std::string hold_raw_;      // handshake response body as received (framing included)
   std::string hold_body_;     // the same, de-chunked, to parse the open packet

@@ -50,6 +50,16 @@ class JsonReader {
     out.clear();
     if (!consume('"')) return false;
     while (pos_ < s_.size()) {
+      // A run of plain bytes in one append.
+      size_t run = pos_;
+      while (run < s_.size() && s_[run] != '"' && s_[run] != '\\' &&
+             static_cast<unsigned char>(s_[run]) >= 0x20)
+        ++run;
+      if (run > pos_) {
+        out.append(s_.data() + pos_, run - pos_);
+        pos_ = run;
+        if (pos_ >= s_.size()) break;
+      }
       const unsigned char c = static_cast<unsigned char>(s_[pos_++]);
       if (c == '"') return true;
       if (c < 0x20) return false;  // raw control characters are not allowed in JSON strings

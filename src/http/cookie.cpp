@@ -145,26 +145,46 @@ std::optional<CookiePair> parse_set_cookie_pair(std::string_view set_cookie) {
   return CookiePair{name, value};
 }
 
-bool is_cookie_octets(std::string_view value) {
-  for (char ch : value) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    const bool ok = c == 0x21 || (c >= 0x23 && c <= 0x2B) || (c >= 0x2D && c <= 0x3A) ||
-                    (c >= 0x3C && c <= 0x5B) || (c >= 0x5D && c <= 0x7E);
-    if (!ok) return false;
+namespace {
+
+// Byte classes, one table lookup per byte (cookie values and sids are checked per handshake).
+struct ByteClasses {
+  bool cookie_octet[256] = {};
+  bool uri_unreserved[256] = {};  // what encodeURIComponent leaves as it is
+  constexpr ByteClasses() {
+    for (int c = 0; c < 256; ++c) {
+      cookie_octet[c] = c == 0x21 || (c >= 0x23 && c <= 0x2B) || (c >= 0x2D && c <= 0x3A) ||
+                        (c >= 0x3C && c <= 0x5B) || (c >= 0x5D && c <= 0x7E);
+      uri_unreserved[c] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+                          c == '!' || c == '~' || c == '*' || c == '\'' || c == '(' || c == ')';
+    }
   }
+};
+constexpr ByteClasses kBytes;
+
+bool is_uri_unreserved(std::string_view value) {
+  for (char ch : value)
+    if (!kBytes.uri_unreserved[static_cast<unsigned char>(ch)]) return false;
+  return true;
+}
+
+}  // namespace
+
+bool is_cookie_octets(std::string_view value) {
+  for (char ch : value)
+    if (!kBytes.cookie_octet[static_cast<unsigned char>(ch)]) return false;
   return true;
 }
 
 std::string encode_uri_component(std::string_view value) {
   static const char kHex[] = "0123456789ABCDEF";
+  if (is_uri_unreserved(value)) return std::string(value);
   std::string out;
   out.reserve(value.size());
   for (char ch : value) {
     const unsigned char c = static_cast<unsigned char>(ch);
-    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-                            c == '!' || c == '~' || c == '*' || c == '\'' || c == '(' || c == ')';
-    if (unreserved) {
+    if (kBytes.uri_unreserved[c]) {
       out.push_back(static_cast<char>(c));
     } else {
       out.push_back('%');
@@ -177,8 +197,12 @@ std::string encode_uri_component(std::string_view value) {
 
 std::optional<std::string> serialize_set_cookie(const CookieConfig& cfg, std::string_view value) {
   if (!is_token(cfg.name)) return std::nullopt;
-  const std::string encoded =
-      cfg.encode == CookieEncode::Uri ? encode_uri_component(value) : std::string(value);
+  std::string storage;  // only when encoding changes the value (sids never need it)
+  std::string_view encoded = value;
+  if (cfg.encode == CookieEncode::Uri && !is_uri_unreserved(value)) {
+    storage = encode_uri_component(value);
+    encoded = storage;
+  }
   if (!is_cookie_octets(encoded)) return std::nullopt;
 
   std::string out;

@@ -11,10 +11,9 @@ std::string_view trim(std::string_view s) {
 }
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
+bool iequals_bytes(const char* a, const char* b, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (a[i] != b[i] && lower(a[i]) != lower(b[i])) return false;
   return true;
 }
 
@@ -35,6 +34,7 @@ void HttpHead::clear() {
   start_len_ = 0;
   in_start_ = true;
   in_value_ = false;
+  has_connection_ = -1;
 }
 
 void HttpHead::release() {
@@ -43,7 +43,15 @@ void HttpHead::release() {
   std::vector<Field>().swap(fields_);
 }
 
+void HttpHead::reserve_first() {
+  // A typical head in one allocation each instead of a string and a vector doubled up from
+  // nothing (a head is released whenever its connection goes idle, so this is per request).
+  buf_.reserve(kInitialBytes);
+  fields_.reserve(kInitialFields);
+}
+
 size_t HttpHead::add_start(const char* p, size_t n) {
+  if (buf_.capacity() < kInitialBytes) reserve_first();
   buf_.append(p, n);
   start_len_ += static_cast<uint32_t>(n);
   return buf_.size();
@@ -51,6 +59,8 @@ size_t HttpHead::add_start(const char* p, size_t n) {
 
 size_t HttpHead::add_name(const char* p, size_t n) {
   in_start_ = false;
+  has_connection_ = -1;
+  if (fields_.capacity() < kInitialFields) reserve_first();
   if (fields_.empty() || in_value_) {
     uint32_t off = static_cast<uint32_t>(buf_.size());
     fields_.push_back(Field{off, 0, off, 0});
@@ -94,10 +104,19 @@ std::string HttpHead::join(std::string_view n, std::string_view sep) const {
 
 bool HttpHead::is_hop_by_hop(size_t i) const {
   std::string_view n = name(i);
-  static constexpr std::string_view fixed[] = {"connection", "keep-alive", "proxy-connection",
-                                               "te", "upgrade"};
-  for (std::string_view h : fixed)
-    if (iequals(n, h)) return true;
+  switch (n.size()) {  // connection, keep-alive, proxy-connection, te, upgrade
+    case 2: if (iequals(n, "te")) return true; break;
+    case 7: if (iequals(n, "upgrade")) return true; break;
+    case 10: if (iequals(n, "connection") || iequals(n, "keep-alive")) return true; break;
+    case 16: if (iequals(n, "proxy-connection")) return true; break;
+    default: break;
+  }
+  if (has_connection_ < 0) {
+    has_connection_ = 0;
+    for (size_t j = 0; j < fields_.size(); ++j)
+      if (iequals(name(j), "connection")) has_connection_ = 1;
+  }
+  if (!has_connection_) return false;
   // Fields the sender listed in Connection are hop-by-hop too (except the framing ones,
   // which a hostile Connection header must not be able to strip).
   if (iequals(n, "transfer-encoding") || iequals(n, "content-length") || iequals(n, "host"))

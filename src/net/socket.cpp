@@ -6,6 +6,19 @@
 
 namespace stickyd {
 
+namespace {
+// cork(): the socket whose sends are being gathered, and what was gathered. Per thread (one
+// loop per thread); the corked socket is uncorked before the callback that corked it returns.
+thread_local Socket* g_corked = nullptr;
+std::string& cork_buffer() {
+  thread_local std::string b;  // reused, never shrunk: one per loop, not per connection
+  return b;
+}
+// Sends up to this size are copied into the cork buffer; a larger one is written at once,
+// together with what was gathered (one writev), without copying.
+constexpr size_t kCorkMax = 16 * 1024;
+}  // namespace
+
 struct Socket::QueuedWrite {
   uv_write_t req;
   Socket* owner;
@@ -20,7 +33,12 @@ Socket::Socket(uv_loop_t* loop) {
   timer_.data = this;
 }
 
-Socket::~Socket() = default;
+Socket::~Socket() {
+  if (g_corked == this) {
+    g_corked = nullptr;
+    cork_buffer().clear();
+  }
+}
 
 void Socket::alloc_cb(uv_handle_t*, size_t, uv_buf_t* buf) {
   static char shared[kReadBufferSize];  // one loop per thread; reads never nest
@@ -66,6 +84,7 @@ void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
       self->eof_seen_ = true;
       self->on_eof();
     }
+    if (g_corked) g_corked->uncork();  // never leave bytes gathered past a callback
     return;
   }
   if (n > 0) {
@@ -77,6 +96,7 @@ void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   } else if (n < 0) {
     self->on_read_error(static_cast<int>(n));
   }
+  if (g_corked) g_corked->uncork();  // never leave bytes gathered past a callback
 }
 
 void Socket::start_reading() {
@@ -96,6 +116,56 @@ bool Socket::send(std::string_view bytes) {
 }
 
 bool Socket::send(const uv_buf_t* bufs, unsigned count) {
+  if (closing_ || shutdown_sent_) return false;
+  if (g_corked == this) {
+    std::string& gathered = cork_buffer();
+    size_t total = 0;
+    for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
+    if (gathered.size() + total <= kCorkMax) {
+      for (unsigned i = 0; i < count; ++i) gathered.append(bufs[i].base, bufs[i].len);
+      return true;
+    }
+    // Too large to copy: what was gathered and these buffers go out in one write, and the
+    // cork ends (what follows is bulk data).
+    g_corked = nullptr;
+    bool ok;
+    if (count < 8) {
+      uv_buf_t all[8];
+      all[0] = uv_buf_init(gathered.data(), static_cast<unsigned>(gathered.size()));
+      for (unsigned i = 0; i < count; ++i) all[i + 1] = bufs[i];
+      ok = send_now(all, count + 1);
+    } else {
+      uv_buf_t b = uv_buf_init(gathered.data(), static_cast<unsigned>(gathered.size()));
+      ok = send_now(&b, 1) && send_now(bufs, count);
+    }
+    gathered.clear();
+    return ok;
+  }
+  return send_now(bufs, count);
+}
+
+void Socket::cork() {
+  if (g_corked || closing_ || shutdown_sent_) return;  // someone else holds it: no cork
+  g_corked = this;
+}
+
+void Socket::uncork() {
+  if (g_corked != this) return;
+  if (!flush_cork()) on_write_error(UV_EPIPE);
+}
+
+bool Socket::flush_cork() {
+  if (g_corked != this) return true;
+  g_corked = nullptr;
+  std::string& gathered = cork_buffer();
+  if (gathered.empty()) return true;
+  uv_buf_t b = uv_buf_init(gathered.data(), static_cast<unsigned>(gathered.size()));
+  bool ok = send_now(&b, 1);
+  gathered.clear();
+  return ok;
+}
+
+bool Socket::send_now(const uv_buf_t* bufs, unsigned count) {
   if (closing_ || shutdown_sent_) return false;
   if (tls_) {
     for (unsigned i = 0; i < count; ++i)
@@ -154,6 +224,7 @@ void Socket::write_cb(uv_write_t* req, int status) {
 
 void Socket::shutdown_write() {
   if (closing_ || shutdown_sent_) return;
+  flush_cork();  // gathered bytes go before the FIN (a failure shows up as a read error)
   if (tls_) {
     tls_->shutdown();  // close_notify before the FIN
     flush_tls();
@@ -167,20 +238,37 @@ void Socket::shutdown_cb(uv_shutdown_t*, int) {}
 
 void Socket::set_deadline(Millis after) {
   if (closing_) return;
-  uv_timer_start(&timer_, timer_cb, static_cast<uint64_t>(after.count()), 0);
+  uint64_t due = uv_now(tcp_.loop) + static_cast<uint64_t>(after.count());
+  deadline_ = due;
+  if (due < armed_) arm_timer(due);  // else the armed timer fires first and re-arms
 }
 
 void Socket::clear_deadline() {
-  if (!closing_) uv_timer_stop(&timer_);
+  deadline_ = kNoTime;  // an armed timer finds no deadline when it fires
+}
+
+void Socket::arm_timer(uint64_t due) {
+  uint64_t now = uv_now(tcp_.loop);
+  armed_ = due;
+  uv_timer_start(&timer_, timer_cb, due > now ? due - now : 0, 0);
 }
 
 void Socket::timer_cb(uv_timer_t* t) {
   auto* self = static_cast<Socket*>(t->data);
-  if (!self->closing_) self->on_deadline();
+  self->armed_ = kNoTime;
+  if (self->closing_ || self->deadline_ == kNoTime) return;
+  if (uv_now(self->tcp_.loop) < self->deadline_) {
+    self->arm_timer(self->deadline_);  // moved later since the timer was armed
+    return;
+  }
+  self->deadline_ = kNoTime;
+  self->on_deadline();
+  if (g_corked) g_corked->uncork();
 }
 
 void Socket::close() {
   if (closing_) return;
+  if (g_corked == this) flush_cork();  // as if sent before the close (best effort)
   closing_ = true;
   reading_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), close_cb);

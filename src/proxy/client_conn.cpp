@@ -38,6 +38,24 @@ const char* reason_phrase(int status) {
   }
 }
 
+// Bytes allowed in a Host header: letters, digits and -._~!$&'()*+,;=:[]%
+struct HostBytes {
+  bool ok[256] = {};
+  constexpr HostBytes() {
+    for (int c = 0; c < 256; ++c)
+      ok[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    for (char c : std::string_view("-._~!$&'()*+,;=:[]%")) ok[static_cast<unsigned char>(c)] = true;
+  }
+};
+constexpr HostBytes kHostBytes;
+
+// Heads are built here and sent at once (send() copies whatever the kernel does not take):
+// one buffer per loop thread, reused, instead of a new string per request.
+std::string& head_scratch() {
+  thread_local std::string s;
+  return s;
+}
+
 void append_field(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
   out.append(": ");
@@ -273,7 +291,21 @@ void ClientConn::on_request_head() {
     respond_local(400, reason_phrase(400), "request target must be origin-form");
     return;
   }
-  std::string cookies = head_.join("cookie", "; ");
+  // The Cookie header as the router wants it: every Cookie line joined with "; " (almost
+  // always there is exactly one, used as it is).
+  std::string_view cookies;
+  std::string joined;
+  for (size_t i = 0; i < head_.count(); ++i) {
+    if (!iequals(head_.name(i), "cookie")) continue;
+    if (cookies.data() == nullptr) {
+      cookies = head_.value(i);
+    } else {
+      if (joined.empty()) joined.assign(cookies);
+      joined.append("; ");
+      joined.append(head_.value(i));
+      cookies = joined;
+    }
+  }
   route_ = server_.router().route(target, cookies, client_hash_, server_.now_ms());
   if (route_.local_status == 400) {
     log::info("session's backend gone: client told to re-handshake", {{"client", peer_ip_},
@@ -289,7 +321,6 @@ void ClientConn::on_request_head() {
   pinned_ = server_.router().pin(route_, server_.now_ms());
   ++server_.router().backend(route_.backend).in_flight;
   in_flight_ = true;
-  request_head_ = build_upstream_head();
   early_body_.clear();
   acquire_upstream(true);
 }
@@ -305,11 +336,8 @@ const char* ClientConn::invalid_head() const {
     if (++hosts > 1) return "more than one Host header";
     std::string_view v = head_.value(i);
     if (v.empty()) return "empty Host header";
-    for (char c : v) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                std::string_view("-._~!$&'()*+,;=:[]%").find(c) != std::string_view::npos;
-      if (!ok) return "invalid Host header";
-    }
+    for (char c : v)
+      if (!kHostBytes.ok[static_cast<unsigned char>(c)]) return "invalid Host header";
   }
   if (hosts == 0 && llhttp_get_http_major(const_cast<llhttp_t*>(&parser_)) == 1 &&
       llhttp_get_http_minor(const_cast<llhttp_t*>(&parser_)) == 1)
@@ -317,9 +345,8 @@ const char* ClientConn::invalid_head() const {
   return nullptr;
 }
 
-std::string ClientConn::build_upstream_head() const {
-  std::string out;
-  out.reserve(head_.size() + 128);
+void ClientConn::build_upstream_head(std::string& out) const {
+  out.clear();
   out.append(llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(
       const_cast<llhttp_t*>(&parser_)))));
   out += ' ';
@@ -358,7 +385,6 @@ std::string ClientConn::build_upstream_head() const {
     append_field(out, "Upgrade", head_.get("upgrade"));
   }
   out.append("\r\n");
-  return out;
 }
 
 std::string ClientConn::forwarded_cookie(std::string_view header) const {
@@ -405,7 +431,14 @@ void ClientConn::acquire_upstream(bool allow_reuse) {
 void ClientConn::upstream_connected() {
   if (!upstream_) return;
   state_ = State::Forwarding;
-  bool ok = upstream_->send(request_head_);
+  // The head, early body bytes and (within this client read) the rest of the body that came
+  // with them leave in one write. Uncorked at the end of the current libuv callback.
+  upstream_->cork();
+  // Built from the parsed head each time it is sent (once, or twice for a retry): the head
+  // and the route stay as they are until the response, so no copy is kept.
+  std::string& head = head_scratch();
+  build_upstream_head(head);
+  bool ok = upstream_->send(head);
   if (ok && !early_body_.empty()) ok = upstream_->send(early_body_);
   std::string().swap(early_body_);
   if (!ok) {
@@ -503,8 +536,8 @@ void ClientConn::write_response_head(const ResponseEdit& edit) {
     const BackendConfig& b = cfg.backends[static_cast<size_t>(route_.backend)];
     return (b.cookie.empty() ? b.name : b.cookie) + "~" + std::string(value);
   };
-  std::string out;
-  out.reserve(h.size() + 256);
+  std::string& out = head_scratch();
+  out.clear();
   out.append(upstream_->http_minor() == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
   out.append(std::to_string(st));
   out += ' ';
@@ -576,7 +609,6 @@ void ClientConn::write_response_head(const ResponseEdit& edit) {
   }
   out.append("\r\n");
   head_sent_ = true;
-  std::string().swap(request_head_);  // no retry once the client has seen a response
   if (!send(out)) abort("client write failed");
 }
 
@@ -626,11 +658,12 @@ void ClientConn::learn_and_cookie(std::string_view sid_from_cookie, const OpenPa
   server_.router().learn(sid, route_.backend, open, server_.now_ms());
   server_.metrics().handshake(route_.backend);
   if (route_.key.empty()) route_.key = std::string(sid);  // for the access log
-  log::debug("sid learnt", {{"sid", sid},
-                            {"backend", backend},
-                            {"from", sid_from_cookie.empty() ? "open-packet" : "set-cookie"}});
+  if (log::enabled(LogLevel::Debug))  // the fields are copies: build them only when used
+    log::debug("sid learnt", {{"sid", sid},
+                              {"backend", backend},
+                              {"from", sid_from_cookie.empty() ? "open-packet" : "set-cookie"}});
   if (!edit) return;
-  std::string value(sid);
+  std::string_view value = sid;
   const Persistence& p = server_.router().persistence();
   if (p.proxy_tags() && open && is_reflectable_sid(sid)) {
     edit->backend_sid = std::string(sid);
@@ -707,10 +740,12 @@ void ClientConn::release_upstream(bool keep) {
   if (!upstream_) return;
   UpstreamConn* u = upstream_;
   upstream_ = nullptr;
-  u->stop_reading();
   if (keep && u->reusable()) {
+    // Parked connections keep reading (to see the backend close them): no stop/start,
+    // which would cost two epoll_ctl calls per request.
     server_.park_upstream(u);
   } else {
+    u->stop_reading();
     u->detach();
     u->close();
   }
@@ -899,6 +934,11 @@ void ClientConn::upstream_timeout() {
 
 void ClientConn::upstream_drained() {
   update_reading();
+}
+
+void ClientConn::upstream_read_done() {
+  uncork();  // a failed write calls on_write_error()
+  if (state_ == State::Responding && upstream_ && write_backlogged()) upstream_->stop_reading();
 }
 
 void ClientConn::upstream_tunnel_data(const char* data, size_t n) {

@@ -71,6 +71,7 @@ void UpstreamConn::connect_cb(uv_connect_t* req, int status) {
   }
   self->start_reading();
   if (self->client_) self->client_->upstream_connected();
+  self->uncork();  // upstream_connected() corks the request head with early body bytes
 }
 
 void UpstreamConn::attach(ClientConn* client, bool head_request) {
@@ -127,7 +128,12 @@ void UpstreamConn::on_read(const char* data, size_t len) {
   }
   set_deadline(server_.config().timeouts.server);
   answered_ = true;
+  // What this read makes the client send (response head, body bytes, the end of a held
+  // handshake) leaves in one write.
+  ClientConn* c = client_;
+  c->cork();
   execute(data, len);
+  c->upstream_read_done();
 }
 
 void UpstreamConn::execute(const char* data, size_t len) {
