@@ -13,6 +13,7 @@
 #include "stickyd/config.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
+#include "stickyd/workers.hpp"
 
 #ifndef STICKYD_VERSION
 #define STICKYD_VERSION "dev"
@@ -97,32 +98,18 @@ int main(int argc, char** argv) {
 
   uv_loop_t* loop = uv_default_loop();
   size_t backend_count = loaded.config->backends.size();
-  stickyd::Server server(loop, std::move(*loaded.config));
-  if (!server.start()) {
-    server.stop();
-    uv_run(loop, UV_RUN_DEFAULT);
-    return 1;
-  }
-  if (!drop_privileges(server.config())) {
-    server.stop();
-    uv_run(loop, UV_RUN_DEFAULT);
-    return 1;
-  }
-  stickyd::log::info("started", {{"version", STICKYD_VERSION},
-                                 {"backends", backend_count},
-                                 {"config", config_path}});
-
+  stickyd::Workers workers(loop, std::move(*loaded.config));
   struct Control {
-    stickyd::Server* server;
+    stickyd::Workers* workers;
     std::string config_path;
     uv_signal_t term, intr, hup;
-  } control{&server, config_path, {}, {}, {}};
+  } control{&workers, config_path, {}, {}, {}};
   auto on_stop = [](uv_signal_t* s, int signum) {
     auto* c = static_cast<Control*>(s->data);
     stickyd::log::info("stopping", {{"signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
     // Let in-flight requests and tunnels finish within the grace time. The signal handles go
     // away so the loop can end; a second signal then stops the process at once.
-    c->server->drain(c->server->config().shutdown_grace);
+    c->workers->drain(c->workers->main().config().shutdown_grace);
     for (uv_signal_t* h : {&c->term, &c->intr, &c->hup})
       if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h)))
         uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
@@ -139,7 +126,7 @@ int main(int argc, char** argv) {
                           {{"errors", next.errors.size()}});
       return;
     }
-    c->server->reload(std::move(*next.config));
+    c->workers->reload(std::move(*next.config));
   };
   for (uv_signal_t* h : {&control.term, &control.intr, &control.hup}) {
     uv_signal_init(loop, h);
@@ -149,7 +136,23 @@ int main(int argc, char** argv) {
   uv_signal_start(&control.intr, on_stop, SIGINT);
   uv_signal_start(&control.hup, on_reload, SIGHUP);
 
+  // Signals are watched before anything listens: a SIGHUP or SIGTERM sent as soon as the
+  // "listening" line appears waits in the loop instead of killing a half-started process.
+  if (!workers.start() || !drop_privileges(workers.main().config())) {
+    for (uv_signal_t* h : {&control.term, &control.intr, &control.hup})
+      uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+    workers.stop();
+    uv_run(loop, UV_RUN_DEFAULT);
+    workers.join();
+    return 1;
+  }
+  stickyd::log::info("started", {{"version", STICKYD_VERSION},
+                                 {"backends", backend_count},
+                                 {"workers", workers.size()},
+                                 {"config", config_path}});
+
   uv_run(loop, UV_RUN_DEFAULT);
+  workers.join();  // the other workers finish their own drain
   uv_loop_close(loop);
   stickyd::log::info("stopped");
   return 0;

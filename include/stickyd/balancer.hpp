@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -120,6 +121,14 @@ uint64_t hash_bytes(std::string_view data);
 uint64_t random_seed();
 
 std::unique_ptr<Balancer> make_balancer(BalancePolicy policy, uint64_t seed = random_seed());
+
+// One balancer for several workers' routers, so round robin and weights hold across them
+// (picks happen on new sessions only, so one lock is cheap).
+struct SharedBalancer {
+  std::mutex mu;
+  std::unique_ptr<Balancer> balancer;  // guarded by mu
+  uint64_t reloads = 0;                // reloads it reflects (workers apply the same sequence)
+};
 std::unique_ptr<Balancer> make_round_robin();
 
 }  // namespace stickyd

@@ -218,6 +218,8 @@ struct Config {
   HealthCheckConfig health;
   AdminConfig admin;
   ResponseHeadersConfig headers;
+  // Event loops (threads) accepting on the same port with SO_REUSEPORT; 0 = one per core.
+  uint32_t workers = 0;
   Millis shutdown_grace{30000};  // SIGTERM: in-flight requests and tunnels get this long
   // Drop privileges after binding (numeric ids resolved at load; -1 = unchanged).
   std::string user, group;

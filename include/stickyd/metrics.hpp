@@ -63,6 +63,8 @@ class Metrics {
   // renamed or new backend starts at zero, a removed one is dropped); without names they
   // stay by index.
   void resize(size_t n, std::span<const std::string> names = {});
+  // Adds another worker's counters and gauges (same backends by index; extra ones ignored).
+  void add(const Metrics& other);
 
   size_t backend_count() const { return backends_.size(); }
   const std::string& backend_name(size_t i) const { return names_[i]; }

@@ -126,7 +126,12 @@ class Listener {
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
-  int start();                         // 0 or a libuv error code
+  // 0 or a libuv error code. `reuseport`: one of several listeners (workers) sharing the
+  // address through SO_REUSEPORT; the kernel spreads connections over them.
+  int start(bool reuseport = false);
+  // Before a SO_REUSEPORT group binds `addr`: fails (libuv error code) when anything holds it
+  // already; a port 0 is replaced by a free one, which the group then shares.
+  static int claim(SocketAddress& addr);
   std::string bound_address() const;   // "127.0.0.1:40123" (real port when 0 was asked)
   uv_stream_t* stream() const { return reinterpret_cast<uv_stream_t*>(handle_); }
   void close();

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -24,6 +25,7 @@
 #include "stickyd/http_head.hpp"
 #include "stickyd/net.hpp"
 #include "stickyd/router.hpp"
+#include "stickyd/workers.hpp"
 
 namespace stickyd {
 
@@ -245,7 +247,9 @@ class ClientConn final : public Socket {
 
 class Server final : public AdminModel {
  public:
-  Server(uv_loop_t* loop, Config config);
+  // Worker `worker` of shared.workers() (see workers.hpp); worker 0 also runs health checks,
+  // the admin API and the affinity expiry sweep.
+  Server(uv_loop_t* loop, Config config, SharedState& shared, size_t worker = 0);
   ~Server() override;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -259,7 +263,14 @@ class Server final : public AdminModel {
   // index; new ones are appended; removed ones stop getting traffic and lose their sessions.
   // Listen addresses need a restart (a change is logged and ignored). Live sessions, pooled
   // connections and tunnels are kept.
-  void reload(Config next);
+  // false (logged) when it was refused (a TLS file went bad since --check).
+  bool reload(Config next);
+
+  size_t worker() const { return worker_; }
+  // Applied on every worker: worker 0 decides (checks, admin API) and tells the others.
+  void apply_health(int backend, Health h);
+  void apply_state(int backend, AdminState s);
+  void report_traffic(int backend, bool ok);  // worker 0: passive health marking
 
   uv_loop_t* loop() const { return loop_; }
   const Config& config() const { return config_; }
@@ -290,6 +301,18 @@ class Server final : public AdminModel {
   void metrics_text(std::string& out) override;
 
  private:
+  // One worker's counters, copied on its own thread for the admin API of worker 0.
+  struct Counts {
+    Metrics metrics;
+    std::vector<BackendStatus> backends;  // connections, tunnels, requests by backend index
+    size_t worker = 0;
+  };
+  Counts counts() const;
+  // Counts of the other workers, each copied on its own thread (waits at most ~1 s; a worker
+  // that does not answer, e.g. one that is stopping, is left out).
+  std::vector<Counts> gather_counts();
+  void broadcast(std::function<void(Server&)> task);  // to every other worker
+
   void on_connection(size_t listener);
   bool build_tls_contexts(const Config& cfg);  // false (logged) when a file went bad since --check
   void on_health(int backend, Health h, const std::string& reason);
@@ -299,6 +322,8 @@ class Server final : public AdminModel {
   static void ticket_cb(uv_timer_t* t);
 
   uv_loop_t* loop_;
+  SharedState& shared_;
+  size_t worker_;
   Config config_;  // reload assigns in place: every `const Config&` handed out stays valid
   Router router_;
   Metrics metrics_;
@@ -311,7 +336,6 @@ class Server final : public AdminModel {
   std::unordered_map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
   std::unordered_map<UpstreamConn*, std::unique_ptr<UpstreamConn>> upstreams_;
   std::vector<std::vector<UpstreamConn*>> idle_;  // per backend, most recent last
-  std::unordered_map<std::string, uint32_t> per_ip_;  // open client connections per address
   int64_t last_refusal_log_ms_ = -1000000;
   uint64_t refused_ = 0;
   uv_timer_t sweep_timer_;

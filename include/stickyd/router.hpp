@@ -61,7 +61,11 @@ struct Route {
 
 class Router {
  public:
-  explicit Router(const Config& cfg);
+  explicit Router(const Config& cfg);  // with a table of its own
+  // Sharing `table` (which must outlive the router) with the routers of other workers.
+  Router(const Config& cfg, AffinityTable& table);
+  // Picks new sessions with `shared` (under its lock) instead of a balancer of its own.
+  void share_balancer(SharedBalancer& shared);
 
   // `cookie_header`: the request's Cookie header(s), joined with "; ", or empty.
   // `client_hash`: hash of the client address (for the `hash` policy).
@@ -91,6 +95,7 @@ class Router {
   const Config& config() const { return cfg_; }
 
  private:
+  Router(const Config& cfg, AffinityTable* shared_table);
   int balance(uint64_t client_hash, int64_t now_ms);
   bool serves_sessions(int b) const;  // existing sessions may still go there
   void route_sid(Route& r, std::string_view sid, KeySource source, int64_t now_ms);
@@ -99,8 +104,11 @@ class Router {
   std::vector<BackendState> backends_;
   std::vector<BalanceCandidate> candidates_;  // reused per pick: no allocation per request
   std::unique_ptr<Balancer> balancer_;
+  SharedBalancer* shared_balancer_ = nullptr;
+  uint64_t reloads_ = 0;
   Persistence persistence_;
-  AffinityTable table_;
+  std::unique_ptr<AffinityTable> own_table_;
+  AffinityTable& table_;
 };
 
 }  // namespace stickyd

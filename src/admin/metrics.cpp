@@ -134,6 +134,31 @@ void Metrics::resize(size_t n, std::span<const std::string> names) {
   names_ = std::move(new_names);
 }
 
+void Metrics::add(const Metrics& o) {
+  for (size_t b = 0; b < backends_.size() && b < o.backends_.size(); ++b) {
+    BackendCounters& c = backends_[b];
+    const BackendCounters& d = o.backends_[b];
+    for (size_t k = 0; k < BackendCounters::kClasses; ++k) c.responses[k] += d.responses[k];
+    c.local_errors += d.local_errors;
+    c.bytes_to_client += d.bytes_to_client;
+    c.bytes_to_backend += d.bytes_to_backend;
+    c.handshakes += d.handshakes;
+    c.tunnels_open += d.tunnels_open;
+    c.tunnels_total += d.tunnels_total;
+    c.connections += d.connections;
+    c.connect_errors += d.connect_errors;
+    c.health_up += d.health_up;
+    c.health_down += d.health_down;
+  }
+  for (size_t k = 0; k < local_.size(); ++k) local_[k] += o.local_[k];
+  handshakes_ += o.handshakes_;
+  clients_open_ += o.clients_open_;
+  clients_total_ += o.clients_total_;
+  for (size_t k = 0; k < latency_.size(); ++k) latency_[k] += o.latency_[k];
+  latency_sum_ += o.latency_sum_;
+  latency_count_ += o.latency_count_;
+}
+
 void Metrics::observe_latency(double seconds) {
   if (!std::isfinite(seconds)) return;
   if (seconds < 0) seconds = 0;

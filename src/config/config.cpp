@@ -551,6 +551,14 @@ class Loader {
                  {"limits",
                   [&](const YAML::Node& k, const YAML::Node& v) { load_limits(k, v, cfg); }},
                  {"log", [&](const YAML::Node& k, const YAML::Node& v) { load_log(k, v, cfg); }},
+                 {"workers",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (v.IsScalar() && v.Scalar() == "auto") {
+                      cfg.workers = 0;
+                      return;
+                    }
+                    if (auto i = get_int(v, k, 1, 256)) cfg.workers = static_cast<uint32_t>(*i);
+                  }},
                  {"user",
                   [&](const YAML::Node& k, const YAML::Node& v) {
                     if (auto name = get_string(v, k)) {

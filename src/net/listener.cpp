@@ -1,4 +1,9 @@
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <memory>
 
@@ -44,11 +49,61 @@ Listener::Listener(uv_loop_t* loop, const SocketAddress& addr,
 
 Listener::~Listener() { close(); }
 
-int Listener::start() {
-  unsigned flags = addr_.storage.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
-  int r = uv_tcp_bind(handle_, addr_.sa(), flags);
+int Listener::start(bool reuseport) {
+  int r;
+  if (!reuseport) {
+    unsigned flags = addr_.storage.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+    r = uv_tcp_bind(handle_, addr_.sa(), flags);
+  } else {
+    // libuv 1.44 has no SO_REUSEPORT flag: make the socket here and hand it over.
+    int fd = ::socket(addr_.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        (addr_.storage.ss_family == AF_INET6 &&
+         ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        ::bind(fd, addr_.sa(), addr_.length) != 0) {
+      int e = -errno;
+      ::close(fd);
+      return e;
+    }
+    r = uv_tcp_open(handle_, fd);
+    if (r != 0) {
+      ::close(fd);
+      return r;
+    }
+  }
   if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 1024, connection_cb);
   return r;
+}
+
+int Listener::claim(SocketAddress& addr) {
+  // A plain (not SO_REUSEPORT) bind fails while anything else holds the address, even
+  // another process's SO_REUSEPORT group: so two proxies never silently share a port.
+  int fd = ::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (addr.storage.ss_family == AF_INET6)
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, addr.sa(), addr.length) != 0) {
+    int e = -errno;
+    ::close(fd);
+    return e;
+  }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (ss.ss_family == AF_INET)
+      reinterpret_cast<sockaddr_in*>(&addr.storage)->sin_port =
+          reinterpret_cast<sockaddr_in*>(&ss)->sin_port;
+    else if (ss.ss_family == AF_INET6)
+      reinterpret_cast<sockaddr_in6*>(&addr.storage)->sin6_port =
+          reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port;
+  }
+  ::close(fd);
+  return 0;
 }
 
 std::string Listener::bound_address() const {

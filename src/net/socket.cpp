@@ -41,7 +41,7 @@ Socket::~Socket() {
 }
 
 void Socket::alloc_cb(uv_handle_t*, size_t, uv_buf_t* buf) {
-  static char shared[kReadBufferSize];  // one loop per thread; reads never nest
+  thread_local char shared[kReadBufferSize];  // one loop per thread; reads never nest
   *buf = uv_buf_init(shared, sizeof shared);
 }
 
@@ -54,7 +54,7 @@ void Socket::use_tls(std::unique_ptr<tls::Session> session, bool client) {
 }
 
 bool Socket::flush_tls() {
-  static std::string wire;  // reused: one loop per thread, never nested
+  thread_local std::string wire;  // reused: one loop per thread, never nested
   wire.clear();
   tls_->take_output(wire);
   if (wire.empty()) return true;
@@ -66,7 +66,7 @@ void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   auto* self = static_cast<Socket*>(s->data);
   if (self->closing_) return;
   if (n > 0 && self->tls_) {
-    static std::string plain;  // decrypted bytes; reused like the read buffer
+    thread_local std::string plain;  // decrypted bytes; reused like the read buffer
     plain.clear();
     bool ok = self->tls_->feed(buf->base, static_cast<size_t>(n), plain);
     self->flush_tls();  // handshake records, alerts

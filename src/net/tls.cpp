@@ -21,6 +21,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <ctime>
 #include <memory>
 #include <optional>
@@ -402,6 +403,8 @@ struct ServerContext::Impl {
   };
   std::vector<Entry> entries;  // [0] = default = ServerContext::ctx_
   bool tickets = false;
+  // Workers share one context: handshakes on any thread read the keys, worker 0 rotates them.
+  std::mutex keys_mu;
   TicketKey current{};
   TicketKey previous{};
   bool have_previous = false;
@@ -458,6 +461,7 @@ struct ServerContext::Impl {
       if (EVP_MAC_CTX_set_params(hctx, params) != 1) return false;
       return EVP_CipherInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes, iv, encrypt) == 1;
     };
+    std::lock_guard lock(self->keys_mu);
     if (enc == 1) {
       if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1) return -1;
       std::memcpy(key_name, self->current.name, sizeof self->current.name);
@@ -558,6 +562,7 @@ void ServerContext::rotate_ticket_keys() {
     ERR_clear_error();
     return;  // keep the current key rather than have none
   }
+  std::lock_guard lock(impl_->keys_mu);
   impl_->previous = impl_->current;
   impl_->have_previous = true;
   impl_->current = next;

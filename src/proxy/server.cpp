@@ -1,4 +1,7 @@
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
@@ -16,12 +19,15 @@ std::vector<std::string> backend_names(const Config& cfg) {
 }
 }  // namespace
 
-Server::Server(uv_loop_t* loop, Config config)
+Server::Server(uv_loop_t* loop, Config config, SharedState& shared, size_t worker)
     : loop_(loop),
+      shared_(shared),
+      worker_(worker),
       config_(std::move(config)),
-      router_(config_),
+      router_(config_, shared.table),
       metrics_(config_.backends.size(), backend_names(config_)),
       idle_(config_.backends.size()) {
+  if (shared_.workers() > 1) router_.share_balancer(shared_.balancer);
   uv_timer_init(loop_, &sweep_timer_);
   uv_timer_init(loop_, &grace_timer_);
   uv_timer_init(loop_, &ticket_timer_);
@@ -35,6 +41,14 @@ Server::Server(uv_loop_t* loop, Config config)
 Server::~Server() = default;
 
 bool Server::build_tls_contexts(const Config& cfg) {
+  if (worker_ != 0) {
+    // One set of contexts for every worker: one session cache and one ticket key ring, so a
+    // session resumes on whichever worker the kernel hands the new connection to.
+    std::lock_guard lock(shared_.tls_mu);
+    listener_tls_ = shared_.listener_tls;
+    backend_tls_ = shared_.backend_tls;
+    return true;
+  }
   std::vector<std::shared_ptr<tls::ServerContext>> servers;
   std::vector<std::shared_ptr<tls::ClientContext>> clients;
   std::string error;
@@ -64,6 +78,9 @@ bool Server::build_tls_contexts(const Config& cfg) {
   }
   listener_tls_ = std::move(servers);
   backend_tls_ = std::move(clients);
+  std::lock_guard lock(shared_.tls_mu);
+  shared_.listener_tls = listener_tls_;
+  shared_.backend_tls = backend_tls_;
   return true;
 }
 
@@ -81,19 +98,23 @@ bool Server::start() {
       (void)s;
       on_connection(i);
     });
-    int r = l->start();
+    int r = l->start(shared_.workers() > 1);
     if (r != 0) {
       log::error("cannot listen", {{"address", a.text}, {"error", uv_strerror(r)}});
       return false;
     }
-    log::info("listening", {{"address", l->bound_address()},
-                            {"tls", config_.listen[i].tls ? "yes" : "no"}});
+    if (worker_ == 0)
+      log::info("listening", {{"address", l->bound_address()},
+                              {"tls", config_.listen[i].tls ? "yes" : "no"},
+                              {"workers", shared_.workers()}});
     listeners_.push_back(std::move(l));
   }
   Millis rotation{0};
   for (const ListenConfig& lc : config_.listen)
     if (lc.tls && lc.tls->session_tickets && (rotation.count() == 0 || lc.tls->ticket_key_rotation < rotation))
       rotation = lc.tls->ticket_key_rotation;
+  shared_.mailboxes[worker_]->open(loop_, *this);
+  if (worker_ != 0) return true;  // what follows exists once, on worker 0
   if (rotation.count() > 0)
     uv_timer_start(&ticket_timer_, ticket_cb, static_cast<uint64_t>(rotation.count()),
                    static_cast<uint64_t>(rotation.count()));
@@ -118,19 +139,33 @@ void Server::sweep_cb(uv_timer_t* t) {
 }
 
 void Server::on_health(int backend, Health h, const std::string& reason) {
-  router_.set_health(backend, h, now_ms());
+  apply_health(backend, h);
   if (h != Health::Unchecked) metrics_.health_transition(backend, h == Health::Up);
   (void)reason;  // the checker logs every transition with its reason
+  broadcast([backend, h](Server& s) { s.apply_health(backend, h); });
 }
+
+void Server::apply_health(int backend, Health h) { router_.set_health(backend, h, now_ms()); }
 
 void Server::connect_result(int backend, bool ok) {
   if (!ok) metrics_.backend_connect_failed(backend);
+  if (worker_ == 0) report_traffic(backend, ok);
+  else shared_.mailboxes[0]->post([backend, ok](Server& s) { s.report_traffic(backend, ok); });
+}
+
+void Server::report_traffic(int backend, bool ok) {
   if (health_) health_->report_traffic(backend, ok);
+}
+
+void Server::broadcast(std::function<void(Server&)> task) {
+  for (size_t k = 0; k < shared_.workers(); ++k)
+    if (k != worker_) shared_.mailboxes[k]->post(task);
 }
 
 void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
+  shared_.mailboxes[worker_]->close();  // lets this worker's loop end
   for (auto& l : listeners_) l->close();
   if (admin_) admin_->stop();
   if (health_) health_->stop();
@@ -152,7 +187,9 @@ void Server::drain(Millis grace) {
   if (draining_ || stopped_) return;
   draining_ = true;
   for (auto& l : listeners_) l->close();
-  log::info("draining", {{"connections", clients_.size()}, {"grace_ms", grace.count()}});
+  // Workers::drain drains worker 0 last, so its line means every listener is closed.
+  log::write(worker_ == 0 ? LogLevel::Info : LogLevel::Debug, "draining",
+             {{"connections", clients_.size()}, {"grace_ms", grace.count()}, {"worker", worker_}});
   // Idle keep-alive connections have nothing in flight: close them now; busy ones close
   // when their exchange ends (finish_exchange checks draining()).
   std::vector<ClientConn*> idle;
@@ -169,20 +206,22 @@ void Server::drain(Millis grace) {
 
 void Server::grace_cb(uv_timer_t* t) {
   auto* self = static_cast<Server*>(t->data);
-  log::warn("grace time over: closing what is left", {{"connections", self->clients_.size()}});
+  log::warn("grace time over: closing what is left",
+            {{"connections", self->clients_.size()}, {"worker", self->worker_}});
   self->stop();
 }
 
 void Server::maybe_finish_drain() {
   if (draining_ && !stopped_ && clients_.empty()) {
-    log::info("drained");
+    log::info("drained", {{"worker", worker_}});
     stop();
   }
 }
 
 bool Server::admit(const std::string& ip) {
   uint32_t limit = config_.limits.max_connections_per_ip;
-  uint32_t& n = per_ip_[ip];
+  std::lock_guard lock(shared_.ip_mu);
+  uint32_t& n = shared_.per_ip[ip];
   if (limit && n >= limit) {
     ++refused_;
     if (now_ms() - last_refusal_log_ms_ >= 1000) {  // at most one line a second under attack
@@ -197,8 +236,9 @@ bool Server::admit(const std::string& ip) {
 }
 
 void Server::release_ip(const std::string& ip) {
-  auto it = per_ip_.find(ip);
-  if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+  std::lock_guard lock(shared_.ip_mu);
+  auto it = shared_.per_ip.find(ip);
+  if (it != shared_.per_ip.end() && --it->second == 0) shared_.per_ip.erase(it);
 }
 
 void Server::on_connection(size_t index) {
@@ -209,18 +249,19 @@ void Server::on_connection(size_t index) {
                                            handshake_timeout);
   ClientConn* c = conn.get();
   clients_.emplace(c, std::move(conn));
+  size_t open = shared_.clients.fetch_add(1, std::memory_order_relaxed) + 1;
   metrics_.client_opened();
   if (uv_accept(listeners_[index]->stream(), c->stream()) != 0) {
     c->close();
     return;
   }
-  if (clients_.size() > config_.limits.max_connections) {
+  if (open > config_.limits.max_connections) {
     // Over the limit: accepted only to be closed, so the backlog does not fill up; the
     // connections already open are served as before. Logged at most once a second.
     ++refused_;
     if (now_ms() - last_refusal_log_ms_ >= 1000) {
       log::warn("connection refused: max_connections reached",
-                {{"open", clients_.size() - 1}, {"refused_total", refused_}});
+                {{"open", open - 1}, {"refused_total", refused_}});
       last_refusal_log_ms_ = now_ms();
     }
     c->close();
@@ -265,7 +306,7 @@ void Server::unpark(UpstreamConn* u) {
 }
 
 void Server::destroy(ClientConn* c) {
-  clients_.erase(c);
+  if (clients_.erase(c)) shared_.clients.fetch_sub(1, std::memory_order_relaxed);
   maybe_finish_drain();
 }
 
@@ -274,7 +315,7 @@ void Server::destroy(UpstreamConn* u) {
   upstreams_.erase(u);
 }
 
-void Server::reload(Config next) {
+bool Server::reload(Config next) {
   // Keep every existing backend at its index: in-flight exchanges, pooled connections, the
   // affinity table and the balancers all refer to backends by index.
   std::vector<BackendConfig> ordered = config_.backends;
@@ -304,19 +345,19 @@ void Server::reload(Config next) {
   for (const ListenConfig& a : config_.listen) old_listen.push_back(a.text());
   for (const ListenConfig& a : next.listen) new_listen.push_back(a.text());
   if (old_listen != new_listen) {
-    log::warn("listen addresses changed: restart to apply; keeping the current ones");
+    if (worker_ == 0) log::warn("listen addresses changed: restart to apply; keeping the current ones");
     next.listen = config_.listen;
   }
   if (next.admin.enabled != config_.admin.enabled ||
       (next.admin.enabled && next.admin.listen.text != config_.admin.listen.text)) {
-    log::warn("admin listener changed: restart to apply; keeping the current one");
+    if (worker_ == 0) log::warn("admin listener changed: restart to apply; keeping the current one");
     next.admin = config_.admin;
   }
 
   // New certificates for new connections; live ones keep the context they started with.
   if (!build_tls_contexts(next)) {
     log::error("reload refused: keeping the running config");
-    return;
+    return false;
   }
   health_->stop();
   config_ = std::move(next);
@@ -332,13 +373,62 @@ void Server::reload(Config next) {
   // Health: fresh checks against the new settings; known states carry over until they run.
   health_ = std::make_unique<HealthChecker>(
       loop_, config_, [this](int b, Health h, const std::string& why) { on_health(b, h, why); });
+  if (worker_ != 0) return true;
   health_->start();
   log::info("config reloaded", {{"backends", config_.backends.size() - removed},
                                 {"added", added.size()},
                                 {"removed", removed}});
+  return true;
+}
+
+Server::Counts Server::counts() const {
+  Counts c{metrics_, {}, worker_};
+  for (const BackendState& b : const_cast<Router&>(router_).backends()) {
+    BackendStatus st;
+    st.connections = b.connections;
+    st.tunnels = b.tunnels;
+    st.requests = b.requests;
+    c.backends.push_back(st);
+  }
+  return c;
+}
+
+std::vector<Server::Counts> Server::gather_counts() {
+  // Each worker copies its own counters on its own thread; this one waits. Only the admin
+  // API calls this (rarely), so a short wait on the main loop is acceptable; it is bounded
+  // in case a worker is stopping and no longer reads its mailbox.
+  struct Gather {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t pending = 0;
+    std::vector<Counts> results;
+  };
+  auto g = std::make_shared<Gather>();
+  for (size_t k = 0; k < shared_.workers(); ++k) {
+    if (k == worker_) continue;
+    {
+      std::lock_guard lock(g->mu);
+      ++g->pending;
+    }
+    bool posted = shared_.mailboxes[k]->post([g](Server& s) {
+      Counts c = s.counts();
+      std::lock_guard lock(g->mu);
+      g->results.push_back(std::move(c));
+      --g->pending;
+      g->cv.notify_all();
+    });
+    if (!posted) {
+      std::lock_guard lock(g->mu);
+      --g->pending;
+    }
+  }
+  std::unique_lock lock(g->mu);
+  g->cv.wait_for(lock, std::chrono::seconds(1), [&] { return g->pending == 0; });
+  return std::move(g->results);
 }
 
 std::vector<BackendStatus> Server::backends() {
+  std::vector<Counts> others = gather_counts();
   std::vector<BackendStatus> out;
   int64_t now = now_ms();
   for (size_t i = 0; i < router_.backends().size(); ++i) {
@@ -356,6 +446,12 @@ std::vector<BackendStatus> Server::backends() {
     s.connections = b.connections;
     s.tunnels = b.tunnels;
     s.requests = b.requests;
+    for (const Counts& c : others) {
+      if (i >= c.backends.size()) continue;  // that worker has not applied a reload yet
+      s.connections += c.backends[i].connections;
+      s.tunnels += c.backends[i].tunnels;
+      s.requests += c.backends[i].requests;
+    }
     out.push_back(std::move(s));
   }
   return out;
@@ -364,6 +460,12 @@ std::vector<BackendStatus> Server::backends() {
 bool Server::set_state(std::string_view backend, AdminState s) {
   int b = router_.find_backend(backend);
   if (b < 0) return false;
+  apply_state(b, s);
+  broadcast([b, s](Server& w) { w.apply_state(b, s); });
+  return true;
+}
+
+void Server::apply_state(int b, AdminState s) {
   router_.set_admin_state(b, s);
   if (s == AdminState::Maint) {
     // No traffic at all: pooled connections and websocket tunnels to it close now (their
@@ -375,24 +477,39 @@ bool Server::set_state(std::string_view backend, AdminState s) {
     for (auto& [c, _] : clients_)
       if (c->tunnel_backend() == b) tunnels.push_back(c);
     for (ClientConn* c : tunnels) c->close_now();
-    log::info("backend in maintenance", {{"backend", std::string(backend)},
-                                         {"tunnels_closed", tunnels.size()}});
+    log::info("backend in maintenance",
+              {{"backend", router_.backend(b).config.name}, {"tunnels_closed", tunnels.size()},
+               {"worker", worker_}});
   }
-  return true;
 }
 
 bool Server::set_weight(std::string_view backend, uint32_t w) {
   int b = router_.find_backend(backend);
   if (b < 0) return false;
-  return router_.set_weight(b, w);
+  if (!router_.set_weight(b, w)) return false;
+  broadcast([b, w](Server& s) { s.router().set_weight(b, w); });
+  return true;
 }
 
 void Server::metrics_text(std::string& out) {
   const AffinityTable& t = router_.table();
-  metrics_.set_affinity(t.size(), t.stats().learnt, t.stats().expired, t.stats().evicted,
-                        t.pinned());
   std::vector<BackendStatus> status = backends();
-  metrics_.render_prometheus(out, status);
+  std::vector<Counts> others = gather_counts();
+  Metrics total = metrics_;
+  for (const Counts& c : others) total.add(c.metrics);
+  total.set_affinity(t.size(), t.stats().learnt, t.stats().expired, t.stats().evicted,
+                     t.pinned());
+  total.render_prometheus(out, status);
+  // Which worker accepted how many connections (SO_REUSEPORT spreads them).
+  out += "# HELP stickyd_worker_connections_total Client connections accepted, by worker.\n"
+         "# TYPE stickyd_worker_connections_total counter\n";
+  std::vector<uint64_t> per_worker(shared_.workers(), 0);
+  per_worker[worker_] = metrics_.clients_total();
+  for (const Counts& c : others)
+    if (c.worker < per_worker.size()) per_worker[c.worker] = c.metrics.clients_total();
+  for (size_t k = 0; k < per_worker.size(); ++k)
+    out += "stickyd_worker_connections_total{worker=\"" + std::to_string(k) + "\"} " +
+           std::to_string(per_worker[k]) + "\n";
 }
 
 }  // namespace stickyd

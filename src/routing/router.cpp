@@ -32,10 +32,17 @@ const char* to_string(RouteVia v) {
 }
 
 Router::Router(const Config& cfg)
+    : Router(cfg, nullptr) {}
+
+Router::Router(const Config& cfg, AffinityTable& shared_table) : Router(cfg, &shared_table) {}
+
+Router::Router(const Config& cfg, AffinityTable* shared_table)
     : cfg_(cfg),
       balancer_(make_balancer(cfg.balance)),
       persistence_(cfg),
-      table_(cfg.affinity.max_sessions) {
+      own_table_(shared_table ? nullptr
+                              : std::make_unique<AffinityTable>(cfg.affinity.max_sessions)),
+      table_(shared_table ? *shared_table : *own_table_) {
   for (const BackendConfig& b : cfg.backends) {
     BackendState s;
     s.config = b;
@@ -73,7 +80,17 @@ int Router::balance(uint64_t client_hash, int64_t now_ms) {
   }
   BalanceContext ctx;
   ctx.client_hash = client_hash;
+  if (shared_balancer_) {
+    std::lock_guard lock(shared_balancer_->mu);
+    return shared_balancer_->balancer->pick(candidates_, ctx);
+  }
   return balancer_->pick(candidates_, ctx);
+}
+
+void Router::share_balancer(SharedBalancer& shared) {
+  std::lock_guard lock(shared.mu);
+  if (!shared.balancer) shared.balancer = make_balancer(cfg_.balance);
+  shared_balancer_ = &shared;
 }
 
 void Router::route_sid(Route& r, std::string_view sid, KeySource source, int64_t now_ms) {
@@ -246,6 +263,16 @@ void Router::reconfigure() {
   }
   candidates_.resize(backends_.size());
   balancer_ = make_balancer(cfg_.balance);
+  if (shared_balancer_) {
+    // Every worker reconfigures with the same config: the first one replaces the shared
+    // balancer (a policy change), the others find it already current.
+    std::lock_guard lock(shared_balancer_->mu);
+    ++reloads_;
+    if (shared_balancer_->reloads < reloads_) {
+      shared_balancer_->balancer = make_balancer(cfg_.balance);
+      shared_balancer_->reloads = reloads_;
+    }
+  }
   persistence_.rebuild();
   table_.set_max_sessions(cfg_.affinity.max_sessions);
 }

@@ -1,3 +1,4 @@
+#include <atomic>
 #include "stickyd/log.hpp"
 
 #include <sys/time.h>
@@ -8,7 +9,7 @@
 
 namespace stickyd::log {
 namespace {
-LogLevel g_level = LogLevel::Info;
+std::atomic<LogLevel> g_level{LogLevel::Info};  // set by any worker on reload
 
 const char* level_name(LogLevel l) {
   switch (l) {
@@ -28,8 +29,8 @@ bool needs_quotes(std::string_view v) {
 }
 }  // namespace
 
-void set_level(LogLevel level) { g_level = level; }
-bool enabled(LogLevel level) { return static_cast<int>(level) >= static_cast<int>(g_level); }
+void set_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
+bool enabled(LogLevel level) { return static_cast<int>(level) >= static_cast<int>(g_level.load(std::memory_order_relaxed)); }
 
 std::string escape(std::string_view raw, size_t max) {
   std::string out;

@@ -18,12 +18,12 @@
 # Proxy CPU is utime+stime from /proc/<pid>/stat (clock ticks, usually 10 ms) over the test;
 # RSS is VmRSS from /proc/<pid>/status. Polling backends: nginx (backends/nginx.conf, one
 # worker, 3 server blocks); websocket backends: Node `ws` (compare_ws.js). HAProxy runs with
-# nbthread 1 (haproxy.cfg); stickyd is single-threaded by design.
+# nbthread $WORKERS and stickyd with `workers: $WORKERS` (WORKERS=1 by default: one thread each).
 #
 # Env: STICKYD_BIN (build/stickyd), BASE_PORT (18500), DURATION (10s), CONNS (50),
 # THREADS (2), ROUNDS (1), NGINX (1 = also measure nginx as a reference proxy), TUNNELS (3000), PUSH_CONNS (50), PUSH_MB (200), PUSH_FRAME_KB (16),
 # LAT (1 = run test 5), LAT_RATE (10000), LAT_HS_RATE (5000), LAT_DURATION (10s), LAT_WARMUP (1s),
-# LAT_CONNS (50), FIXED_RATE_BIN (build/tests/bench/fixed_rate),
+# LAT_CONNS (50), FIXED_RATE_BIN (build/tests/bench/fixed_rate), WORKERS (1: stickyd `workers:` and HAProxy `nbthread`),
 # KEEP (1 = keep the work directory with configs and logs).
 # Everything binds to 127.0.0.1, every step is bounded by `timeout`, and every process the
 # script starts is stopped by its pid on exit.
@@ -42,6 +42,7 @@ PUSH_CONNS="${PUSH_CONNS:-50}"
 PUSH_MB="${PUSH_MB:-200}"
 PUSH_FRAME_KB="${PUSH_FRAME_KB:-16}"
 NGINX="${NGINX:-1}"
+WORKERS="${WORKERS:-1}"
 LAT="${LAT:-1}"
 LAT_RATE="${LAT_RATE:-10000}"
 LAT_HS_RATE="${LAT_HS_RATE:-5000}"
@@ -121,6 +122,7 @@ stickyd_conf() { # port backend-ports...
   local i=1 bp
   for bp in "$@"; do echo "  - {name: n$i, address: 127.0.0.1:$bp}"; i=$((i + 1)); done
   cat <<YAML
+workers: $WORKERS
 cookie: true
 timeouts: {tunnel: 1h, client: 60s, server: 60s}
 limits: {max_connections: 9000, max_connections_per_ip: 0}
@@ -137,7 +139,8 @@ start_stickyd() { # name port backend-ports...
 start_haproxy() { # name port mode
   subst "$HERE/haproxy.cfg" "$2" "$3" >"$WORK/$1.cfg"
   sed -i "/^  nbthread 1/a\\  stats socket $WORK/$1.sock" "$WORK/$1.cfg"
-  cmdlog "haproxy -db -f $WORK/$1.cfg   # tests/bench/haproxy.cfg, backend $3"
+  sed -i "s/^  nbthread 1\$/  nbthread $WORKERS/" "$WORK/$1.cfg"
+  cmdlog "haproxy -db -f $WORK/$1.cfg   # tests/bench/haproxy.cfg, backend $3, nbthread $WORKERS"
   timeout 1800 haproxy -db -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
   local pid=$!; PIDS+=("$pid"); wait_port "$2"; PROXY_TO=$pid; PROXY_PID=$(child_of "$pid")
 }

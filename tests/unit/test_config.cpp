@@ -81,6 +81,18 @@ TEST_SUITE("config") {
     expect_one_error(yaml, 3, 3, "too many backends (1025; at most 1024)");
   }
 
+  TEST_CASE("workers: a count, or auto (one per core)") {
+    auto workers = [](const std::string& v) {
+      return load(std::string(kMinimal) + "workers: " + v + "\n");
+    };
+    CHECK(load(kMinimal).config->workers == 0);
+    CHECK(workers("auto").config->workers == 0);
+    CHECK(workers("1").config->workers == 1);
+    CHECK(workers("8").config->workers == 8);
+    expect_one_error(std::string(kMinimal) + "workers: 0\n", 4, 10, "between 1 and 256");
+    expect_one_error(std::string(kMinimal) + "workers: many\n", 4, 10, "expected an integer");
+  }
+
   TEST_CASE("minimal config gets every default") {
     const ConfigResult r = load(kMinimal);
     INFO(all_errors(r));

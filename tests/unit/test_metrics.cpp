@@ -329,3 +329,39 @@ TEST_CASE("metrics: the full page with backend status is valid exposition text")
   CHECK(has_line(out, "stickyd_request_duration_seconds_bucket{le=\"+Inf\"} 1000"));
   CHECK(has_line(out, "stickyd_backend_health{backend=\"n3\",health=\"unchecked\"} 1"));
 }
+
+TEST_CASE("metrics: add() sums another worker's counters and gauges, by backend index") {
+  std::vector<std::string> names = {"n1", "n2"};
+  Metrics a(2, names), b(2, names), solo(1, names);
+  a.response(0, 200);
+  a.handshake(0);
+  a.tunnel_opened(1);
+  a.client_opened();
+  a.local_response(1, 502);
+  a.observe_latency(0.002);
+  b.response(0, 204);
+  b.response(1, 404);
+  b.tunnel_opened(1);
+  b.tunnel_closed(1);
+  b.client_opened();
+  b.client_opened();
+  b.local_response(-1, 400);
+  b.observe_latency(0.5);
+  a.add(b);
+  CHECK(a.backend(0).responses[1] == 2);
+  CHECK(a.backend(1).responses[3] == 1);
+  CHECK(a.backend(1).tunnels_open == 1);
+  CHECK(a.backend(1).tunnels_total == 2);
+  CHECK(a.backend(1).local_errors == 1);
+  CHECK(a.handshakes() == 1);
+  CHECK(a.clients_total() == 3);
+  CHECK(a.clients_open() == 3);
+  CHECK(a.local_responses(400) == 1);
+  CHECK(a.local_responses(502) == 1);
+  CHECK(a.latency_count() == 2);
+  CHECK(a.latency_sum() == doctest::Approx(0.502));
+  // A worker that has not applied a reload yet (fewer backends): what it has is added.
+  solo.response(0, 200);
+  a.add(solo);
+  CHECK(a.backend(0).responses[1] == 3);
+}
