@@ -71,6 +71,9 @@ class Router {
   // `client_hash`: hash of the client address (for the `hash` policy).
   Route route(std::string_view target, std::string_view cookie_header, uint64_t client_hash,
               int64_t now_ms);
+  // The same into `r`, reusing its key's buffer (the proxy keeps one Route per connection).
+  void route_into(Route& r, std::string_view target, std::string_view cookie_header,
+                  uint64_t client_hash, int64_t now_ms);
 
   // A handshake answered by `backend` created `sid`; `open` is its open packet when read.
   void learn(std::string_view sid, int backend, const OpenPacket* open, int64_t now_ms);

@@ -13,19 +13,19 @@ int hex_value(char c) {
   return -1;
 }
 
-// True when decoding `raw` could change it (so a plain comparison is not enough).
-bool needs_decoding(std::string_view raw) {
-  return raw.find_first_of("%+") != std::string_view::npos;
-}
-
 bool component_equals(std::string_view raw, std::string_view key) {
-  if (!needs_decoding(raw)) return raw == key;
+  if (!query_needs_decoding(raw)) return raw == key;
   // A decoded component is never longer than its raw form.
   if (key.size() > raw.size()) return false;
   return percent_decode(raw, true) == key;
 }
 
 }  // namespace
+
+// True when decoding `raw` could change it (so a plain comparison is not enough).
+bool query_needs_decoding(std::string_view raw) {
+  return raw.find_first_of("%+") != std::string_view::npos;
+}
 
 RequestTarget split_target(std::string_view target) {
   const size_t hash = target.find('#');
@@ -60,6 +60,12 @@ std::string percent_decode(std::string_view in, bool plus_is_space) {
 }
 
 std::optional<std::string> query_param(std::string_view query, std::string_view key) {
+  std::optional<std::string_view> raw = query_param_raw(query, key);
+  if (!raw) return std::nullopt;
+  return percent_decode(*raw, true);
+}
+
+std::optional<std::string_view> query_param_raw(std::string_view query, std::string_view key) {
   // engine.io 6 builds its query with Object.fromEntries(url.searchParams): the LAST
   // occurrence of a repeated key is the one the backend uses, so it is the one we route by.
   std::optional<std::string_view> last;
@@ -75,8 +81,7 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
     if (!component_equals(raw_key, key)) continue;
     last = eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
   }
-  if (!last) return std::nullopt;
-  return percent_decode(*last, true);
+  return last;
 }
 
 bool is_engineio_path(std::string_view path, std::string_view prefix) {

@@ -306,7 +306,7 @@ void ClientConn::on_request_head() {
       cookies = joined;
     }
   }
-  route_ = server_.router().route(target, cookies, client_hash_, server_.now_ms());
+  server_.router().route_into(route_, target, cookies, client_hash_, server_.now_ms());
   if (route_.local_status == 400) {
     log::info("session's backend gone: client told to re-handshake", {{"client", peer_ip_},
                                                                       {"sid", route_.key}});

@@ -97,13 +97,13 @@ void Router::route_sid(Route& r, std::string_view sid, KeySource source, int64_t
   if (auto tag = persistence_.parse_tag(sid)) {
     r.backend = tag->backend;
     r.via = RouteVia::Tag;
-    r.key = std::string(tag->untagged);
+    r.key.assign(tag->untagged);
     r.source = source;
     r.strip_tag = persistence_.proxy_tags();
     table_.touch(r.key, now_ms);  // keep a learnt entry fresh too
     return;
   }
-  r.key = std::string(sid);
+  r.key.assign(sid);
   r.source = source;
   if (std::optional<uint16_t> b = table_.touch(r.key, now_ms)) {
     r.backend = *b;
@@ -114,15 +114,32 @@ void Router::route_sid(Route& r, std::string_view sid, KeySource source, int64_t
 Route Router::route(std::string_view target, std::string_view cookie_header,
                     uint64_t client_hash, int64_t now_ms) {
   Route r;
+  route_into(r, target, cookie_header, client_hash, now_ms);
+  return r;
+}
+
+void Router::route_into(Route& r, std::string_view target, std::string_view cookie_header,
+                        uint64_t client_hash, int64_t now_ms) {
+  {
+    std::string key = std::move(r.key);  // keep its buffer: no allocation per request
+    key.clear();
+    r = Route{};
+    r.key = std::move(key);
+  }
   RequestTarget t = split_target(target);
   r.engineio = is_engineio_path(t.path, cfg_.path);
   bool has_sid = false;
   if (r.engineio) {
     // engine.io treats a missing or empty sid alike: a handshake.
-    std::optional<std::string> sid = query_param(t.query, "sid");
+    std::optional<std::string_view> sid = query_param_raw(t.query, "sid");
     if (sid && !sid->empty()) {
       has_sid = true;
-      route_sid(r, *sid, KeySource::Query, now_ms);
+      if (query_needs_decoding(*sid)) {
+        std::string decoded = percent_decode(*sid, true);  // rare: sids are base64url
+        route_sid(r, decoded, KeySource::Query, now_ms);
+      } else {
+        route_sid(r, *sid, KeySource::Query, now_ms);
+      }
     } else {
       r.handshake = true;
     }
@@ -176,14 +193,14 @@ Route Router::route(std::string_view target, std::string_view cookie_header,
       log::warn("session's backend unavailable (strict)", {{"backend", name}});
       r.backend = -1;
       r.local_status = 503;
-      return r;
+      return;
     }
     if (has_sid) {
       // The session died with its node: tell the client now, in Engine.IO's own words, so it
       // re-handshakes at once instead of timing out.
       r.backend = -1;
       r.local_status = 400;
-      return r;
+      return;
     }
     r.backend = balance(client_hash, now_ms);
     r.via = RouteVia::Redispatch;
@@ -194,10 +211,9 @@ Route Router::route(std::string_view target, std::string_view cookie_header,
   }
   if (r.backend < 0) {
     r.local_status = 503;
-    return r;
+    return;
   }
   ++backends_[static_cast<size_t>(r.backend)].requests;
-  return r;
 }
 
 void Router::learn(std::string_view sid, int backend, const OpenPacket* open, int64_t now_ms) {

@@ -112,3 +112,20 @@ TEST_SUITE("query") {
     CHECK(is_engineio_path("/anything", "/"));
   }
 }
+
+TEST_CASE("query_param_raw: a view of the last value, still encoded") {
+  std::string_view q = "EIO=4&sid=a%2Bb&transport=polling&sid=XYZ_-123";
+  auto v = query_param_raw(q, "sid");
+  REQUIRE(v.has_value());
+  CHECK(*v == "XYZ_-123");
+  CHECK(v->data() >= q.data());
+  CHECK(v->data() + v->size() <= q.data() + q.size());  // points into the query: no copy
+  CHECK(!query_needs_decoding(*v));
+  auto e = query_param_raw("sid=a%2Bb", "sid");
+  REQUIRE(e.has_value());
+  CHECK(*e == "a%2Bb");
+  CHECK(query_needs_decoding(*e));
+  CHECK(query_param("sid=a%2Bb", "sid") == std::optional<std::string>("a+b"));
+  CHECK(!query_param_raw("EIO=4", "sid").has_value());
+  CHECK(query_param_raw("sid", "sid") == std::optional<std::string_view>(""));
+}

@@ -194,3 +194,29 @@ TEST_CASE("router: prefix mode reads <value>~<sid> from the session cookie") {
   CHECK(x.backend == 2);
   CHECK(x.strip_prefix);
 }
+
+TEST_CASE("router: route_into reuses one Route per connection and resets every field") {
+  Config cfg = three_backends();
+  Router r(cfg);
+  Route x;
+  r.route_into(x, "/socket.io/?EIO=4&transport=polling", "", 0, 0);
+  REQUIRE(x.handshake);
+  r.learn("abcdefghijklmnopqrst", x.backend, nullptr, 0);
+  int owner = x.backend;
+  r.route_into(x, "/socket.io/?EIO=4&transport=polling&sid=abcdefghijklmnopqrst", "", 0, 1);
+  CHECK(!x.handshake);
+  CHECK(x.key == "abcdefghijklmnopqrst");
+  CHECK(x.backend == owner);
+  CHECK(x.via == RouteVia::Table);
+  CHECK(x.source == KeySource::Query);
+  const char* buffer = x.key.data();
+  r.route_into(x, "/socket.io/?EIO=4&transport=polling&sid=abcdefghijklmnopqrst", "", 0, 2);
+  CHECK(x.key.data() == buffer);  // same buffer: no allocation per request
+  r.route_into(x, "/socket.io/?EIO=4&sid=abc%64efghijklmnopqrst", "", 0, 3);  // decoded "d"
+  CHECK(x.backend == owner);
+  r.route_into(x, "/other", "", 0, 4);
+  CHECK(x.key.empty());
+  CHECK(!x.engineio);
+  CHECK(x.source == KeySource::None);
+  CHECK(x.via == RouteVia::Balance);
+}
