@@ -55,6 +55,8 @@ class HttpHead {
   static constexpr size_t kInitialBytes = 512;
   static constexpr size_t kInitialFields = 16;
   void reserve_first();
+  struct Pool;
+  static Pool& pool();
   std::string_view view(uint32_t off, uint32_t len) const { return {buf_.data() + off, len}; }
   std::string buf_;
   std::vector<Field> fields_;
