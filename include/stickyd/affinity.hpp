@@ -7,13 +7,13 @@
 // unpinned entry is evicted. Lookup, refresh, pin and unpin are O(1).
 //
 // Layout (why it is not a std::unordered_map): a million sessions must fit in well under
-// 100 MB and growing the table must never stall the event loop. Each entry is one 48-byte
-// slot in a chunked slab (no allocation per entry, nothing ever moves), keys of up to 23
-// bytes (Socket.IO's are 20) are stored inline, and the index is an open-addressing array
-// of 8-byte (fingerprint, slot) words. The table is split into shards by hash: each shard
-// has its own index, slab, LRU list and mutex, so a resize rehashes one shard only (1/64th
-// of the table at most) and several event loops (workers) can share one table with cheap,
-// rarely contended locks.
+// 100 MB and growing the table must never stall the event loop. Each entry is one 64-byte
+// slot (a cache line) in a chunked slab (no allocation per entry, nothing ever moves), keys
+// of up to 39 bytes (Socket.IO's are 20, UUIDs 36) are stored inline, and the index is an
+// open-addressing array of 8-byte (fingerprint, slot) words. The table is split into shards
+// by hash: each shard has its own index, slab, LRU list and mutex, so a resize rehashes one
+// shard only (1/64th of the table at most) and several event loops (workers) can share one
+// table with cheap, rarely contended locks.
 #pragma once
 
 #include <atomic>

@@ -9,26 +9,27 @@ namespace stickyd {
 namespace {
 
 constexpr uint32_t kNil = UINT32_MAX;
-constexpr size_t kInlineKey = 23;
+constexpr size_t kInlineKey = 39;  // Socket.IO's 20, UUIDs (custom generateId) 36
 constexpr uint8_t kLongKey = 0xff;  // Slot::len marking a key kept in Shard::long_keys
-constexpr unsigned kChunkBits = 10;  // 1024 slots (48 KiB) per slab chunk
+constexpr unsigned kChunkBits = 10;  // 1024 slots (64 KiB) per slab chunk
 constexpr uint32_t kChunkSlots = 1u << kChunkBits;
 constexpr size_t kMinIndex = 16;
 constexpr size_t kMaxShards = 64;
 constexpr size_t kSessionsPerShard = 16384;  // a shard's resize moves at most ~this many words
 
-// One session. 48 bytes: the LRU links are slot indexes, not pointers, and the key is inline.
-struct Slot {
+// One session in one 64-byte cache line: the LRU links are slot indexes, not pointers, and
+// the key is inline.
+struct alignas(64) Slot {
   uint32_t prev;  // LRU list: head = most recent. Pinned entries are not listed.
   uint32_t next;  // also the free-list link of a free slot
   int64_t expires_at;
   uint32_t idle_ms;
   uint16_t backend;
   uint16_t pins;
-  uint8_t len;  // 0: free slot; 1..23: inline key length; kLongKey: see long_keys
+  uint8_t len;  // 0: free slot; 1..39: inline key length; kLongKey: see long_keys
   char key[kInlineKey];
 };
-static_assert(sizeof(Slot) == 48, "keep a slot at 48 bytes");
+static_assert(sizeof(Slot) == 64, "keep a slot at one cache line");
 
 uint64_t hash_of(std::string_view s) { return std::hash<std::string_view>{}(s); }
 
@@ -306,7 +307,7 @@ class AffinityTable::Shard {
   uint32_t free_head_ = kNil;
   uint32_t lru_head_ = kNil;
   uint32_t lru_tail_ = kNil;
-  std::vector<std::string> long_keys_;  // keys over 23 bytes (custom generateId, long tags)
+  std::vector<std::string> long_keys_;  // keys over 39 bytes (rare: custom generateId)
   std::vector<uint32_t> long_free_;
 };
 
@@ -394,9 +395,9 @@ size_t AffinityTable::forget_backend(uint16_t backend) {
 }
 
 size_t AffinityTable::bytes_per_entry(size_t sid_length) {
-  // A 48-byte slot, plus index words: the index doubles at 3/4 full, so between 3/8 and 3/4
+  // A 64-byte slot, plus index words: the index doubles at 3/4 full, so between 3/8 and 3/4
   // full (about 16 bytes per entry on average); plus a std::string and its heap block for
-  // keys over 23 bytes.
+  // keys over 39 bytes.
   size_t bytes = sizeof(Slot) + 16;
   if (sid_length > kInlineKey) bytes += sizeof(std::string) + (sid_length + 1 + 8 + 15) / 16 * 16;
   return bytes;
