@@ -220,6 +220,8 @@ struct Config {
   ResponseHeadersConfig headers;
   // Event loops (threads) accepting on the same port with SO_REUSEPORT; 0 = one per core.
   uint32_t workers = 0;
+  // Plain (non-TLS) websocket tunnels move bytes with splice(2), kernel-side, on Linux.
+  bool tunnel_splice = true;
   Millis shutdown_grace{30000};  // SIGTERM: in-flight requests and tunnels get this long
   // Drop privileges after binding (numeric ids resolved at load; -1 = unchanged).
   std::string user, group;

@@ -57,6 +57,19 @@ class Socket {
   void stop_reading();
   bool reading() const { return reading_; }
 
+  // Zero-copy tunnel (Linux splice(2)) between two plain TCP sockets with nothing buffered
+  // (no TLS, no queued or corked bytes, no EOF yet). From then on libuv neither reads nor
+  // writes either socket: their fds are polled directly and each direction moves bytes
+  // socket -> pipe -> socket inside the kernel. A pipe is borrowed from a small per-thread
+  // pool only while its direction has bytes in flight, so idle tunnels hold none. Events
+  // keep their meaning: on_spliced() (instead of on_read), on_eof() once the direction's
+  // bytes are all written, on_read_error(), on_write_error(); shutdown_write() and close()
+  // work as before. false: nothing changed (the copy path goes on). A tunnel whose splice
+  // turns out unsupported (EINVAL, ENOSYS, no pipe) before any byte moved goes back to the
+  // copy path by itself and calls on_drained() on both sockets to restart reading.
+  static bool splice_join(Socket& a, Socket& b);
+  bool spliced() const { return splice_ != nullptr; }
+
   // Half-close once queued writes are flushed.
   void shutdown_write();
   // Closes both handles (idempotent); on_closed() runs after libuv released them.
@@ -77,6 +90,8 @@ class Socket {
   virtual void on_read_error(int status) = 0;
   virtual void on_write_error(int status) = 0;
   virtual void on_drained() {}  // queued writes fell back to 0 bytes
+  // Splice mode's on_read(): `n` bytes read from this socket are on their way to the peer.
+  virtual void on_spliced(size_t n) { (void)n; }
   virtual void on_deadline() = 0;
   virtual void on_closed() = 0;  // last call on this object; the owner may destroy it
   // TLS failed (bad handshake, plain HTTP on a TLS port, ...): `why` is OpenSSL's reason.
@@ -86,6 +101,7 @@ class Socket {
 
  private:
   struct QueuedWrite;
+  struct Splice;
   static void alloc_cb(uv_handle_t*, size_t, uv_buf_t*);
   static void read_cb(uv_stream_t*, ssize_t, const uv_buf_t*);
   static void write_cb(uv_write_t*, int);
@@ -98,8 +114,15 @@ class Socket {
   bool flush_tls();
   bool flush_cork();  // writes what cork() gathered; false when the write failed
   void arm_timer(uint64_t due);
+  static void poll_cb(uv_poll_t*, int, int);
+  static void poll_close_cb(uv_handle_t*);
+  void splice_pump();    // moves what this socket has read (or can read) towards its peer
+  void splice_update();  // poll interest of this socket from both directions' state
+  void splice_end();     // leaves splice mode: pipes released, poll handle closed
+  bool splice_revert();  // back to the copy path when nothing moved yet; false: too late
 
   std::unique_ptr<tls::Session> tls_;
+  std::unique_ptr<Splice> splice_;  // set only while in splice mode
   uv_tcp_t tcp_;
   uv_timer_t timer_;
   uv_shutdown_t shutdown_req_;
@@ -117,6 +140,7 @@ class Socket {
   bool shutdown_sent_ = false;
   bool eof_seen_ = false;  // TLS close_notify and the TCP FIN both end the stream once
   bool tls_established_ = false;
+  bool splice_refused_ = false;  // splice failed once on this socket: copy path for good
 };
 
 // Binds and listens; calls `on_connection` for each connection the loop accepts.

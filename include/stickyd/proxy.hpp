@@ -68,6 +68,7 @@ class UpstreamConn final : public Socket {
   void on_read_error(int status) override;
   void on_write_error(int status) override;
   void on_drained() override;
+  void on_spliced(size_t n) override;
   void on_deadline() override;
   void on_closed() override;
   void on_tls_error(const std::string& why) override;
@@ -129,6 +130,7 @@ class ClientConn final : public Socket {
   void upstream_drained();
   void upstream_read_done();  // end of one backend read: flush what it made us send
   void upstream_tunnel_data(const char* data, size_t n);
+  void upstream_tunnel_spliced(size_t n);  // splice mode: n backend bytes on their way
   void upstream_tunnel_eof();
   void forget_upstream(UpstreamConn* u) {
     if (upstream_ == u) upstream_ = nullptr;
@@ -153,6 +155,7 @@ class ClientConn final : public Socket {
   void on_read_error(int status) override;
   void on_write_error(int status) override;
   void on_drained() override;
+  void on_spliced(size_t n) override;
   void on_deadline() override;
   void on_closed() override;
   void on_tls_error(const std::string& why) override;
@@ -197,6 +200,8 @@ class ClientConn final : public Socket {
   void abort(const char* why);
   void close_gracefully();
   void update_reading();
+  bool maybe_splice();     // tunnel: switch both sockets to splice(2) once nothing is buffered
+  bool tunnel_finished();  // both ways ended and flushed: closed (true)
   // Books the end of an exchange once: counters, metrics, access log, and (unless a tunnel
   // keeps it) the session's pin.
   void settle(const char* outcome, bool keep_pin = false);
@@ -255,6 +260,8 @@ class Server final : public AdminModel {
   Server& operator=(const Server&) = delete;
 
   bool start();  // binds every listener (and the admin one); false (logged) when one fails
+  // "listening" lines: Workers logs them once every worker accepts (readiness for scripts).
+  void log_listening() const;
   void stop();   // closes listeners and every connection now
   // SIGTERM: stop accepting, close idle connections, let in-flight requests and tunnels run
   // for up to `grace`, then stop(). `on_done` runs when everything is closed.

@@ -559,6 +559,10 @@ class Loader {
                     }
                     if (auto i = get_int(v, k, 1, 256)) cfg.workers = static_cast<uint32_t>(*i);
                   }},
+                 {"tunnel_splice",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto b = get_bool(v, k)) cfg.tunnel_splice = *b;
+                  }},
                  {"user",
                   [&](const YAML::Node& k, const YAML::Node& v) {
                     if (auto name = get_string(v, k)) {

@@ -1,5 +1,15 @@
+#include <cerrno>
 #include <cstring>
 #include <memory>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#ifdef __linux__
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#endif
 
 #include "stickyd/net.hpp"
 #include "stickyd/tls.hpp"
@@ -25,6 +35,58 @@ struct Socket::QueuedWrite {
   size_t len;
   std::unique_ptr<char[]> data;
 };
+
+// ---------------------------------------------------------------- splice mode
+//
+// Why the sockets' own fds are polled (no dup()): libuv keeps one watcher per fd
+// (loop->watchers[fd]); uv_poll_init() refuses an fd that has one (UV_EEXIST). After
+// uv_read_stop() with no write queued (splice_join() demands both), the stream's watcher has
+// no events left and uv__io_stop() has removed it from loop->watchers, so a uv_poll_t can own
+// the fd. Nothing starts the stream's watcher again while the poll handle is alive: in splice
+// mode start_reading() is a no-op, sends fail, shutdown_write() calls shutdown(2) itself, and
+// close() closes the poll handle (uv__poll_stop: watcher removed, fd dropped from epoll)
+// before the stream (which then closes the fd). The stream's stale epoll registration from
+// its reads is dropped by uv_poll_init's own check (uv__io_check_fd: ADD -> EEXIST, DEL).
+// A dup() per socket would cost two more fds per tunnel for nothing.
+struct Socket::Splice {
+  uv_poll_t poll;
+  Socket* owner = nullptr;
+  Socket* peer = nullptr;  // cleared when the peer leaves splice mode (closes)
+  int fd = -1;
+  int pipe_r = -1, pipe_w = -1;  // borrowed while bytes read from `owner` are in flight
+  size_t in_pipe = 0;            // bytes read from `owner`, not yet written to `peer`
+  int events = 0;                // what the poll handle watches now
+  bool src_eof = false;          // `owner` sent its FIN
+  bool moved = false;            // some byte went through (no going back to the copy path)
+};
+
+namespace {
+#ifdef __linux__
+constexpr size_t kSpliceChunk = 64 * 1024;  // one pipe's default capacity
+constexpr int kSpliceReads = 16;            // per readiness event: 1 MiB, then others' turn
+constexpr size_t kPipePoolMax = 16;         // spare pipes kept per thread
+
+// Pipes not in use, per thread (one loop per thread). Kept only while spliced sockets exist
+// on the thread: when the last one leaves splice mode they are all closed, so stickyd's fd
+// count comes back to what it was before any tunnel.
+struct PipePool {
+  std::vector<std::pair<int, int>> spare;
+  size_t users = 0;  // sockets in splice mode on this thread
+  void drop_all() {
+    for (auto [r, w] : spare) {
+      ::close(r);
+      ::close(w);
+    }
+    spare.clear();
+  }
+  ~PipePool() { drop_all(); }
+};
+PipePool& pipe_pool() {
+  thread_local PipePool pool;
+  return pool;
+}
+#endif
+}  // namespace
 
 Socket::Socket(uv_loop_t* loop) {
   uv_tcp_init(loop, &tcp_);
@@ -100,7 +162,7 @@ void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
 }
 
 void Socket::start_reading() {
-  if (reading_ || closing_) return;
+  if (reading_ || closing_ || splice_) return;
   if (uv_read_start(stream(), alloc_cb, read_cb) == 0) reading_ = true;
 }
 
@@ -145,7 +207,7 @@ bool Socket::send(const uv_buf_t* bufs, unsigned count) {
 }
 
 void Socket::cork() {
-  if (g_corked || closing_ || shutdown_sent_) return;  // someone else holds it: no cork
+  if (g_corked || closing_ || shutdown_sent_ || splice_) return;  // someone else holds it: no cork
   g_corked = this;
 }
 
@@ -176,7 +238,7 @@ bool Socket::send_now(const uv_buf_t* bufs, unsigned count) {
 }
 
 bool Socket::raw_send(const uv_buf_t* bufs, unsigned count) {
-  if (closing_ || shutdown_sent_) return false;
+  if (closing_ || shutdown_sent_ || splice_) return false;  // splice mode: libuv never writes
   size_t total = 0;
   for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
   if (total == 0) return true;
@@ -230,6 +292,14 @@ void Socket::shutdown_write() {
     flush_tls();
   }
   shutdown_sent_ = true;
+#ifdef __linux__
+  if (splice_) {
+    // Only sent once this direction's pipe is flushed (on_eof comes after it): the FIN
+    // follows the last byte. libuv's uv_shutdown would start the stream's watcher.
+    ::shutdown(splice_->fd, SHUT_WR);
+    return;
+  }
+#endif
   shutdown_req_.data = this;
   if (uv_shutdown(&shutdown_req_, stream(), shutdown_cb) != 0) shutdown_sent_ = true;
 }
@@ -271,6 +341,7 @@ void Socket::close() {
   if (g_corked == this) flush_cork();  // as if sent before the close (best effort)
   closing_ = true;
   reading_ = false;
+  if (splice_) splice_end();  // the poll handle before the stream that owns the fd
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), close_cb);
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), close_cb);
 }
@@ -278,6 +349,229 @@ void Socket::close() {
 void Socket::close_cb(uv_handle_t* h) {
   auto* self = static_cast<Socket*>(h->data);
   if (--self->open_handles_ == 0) self->on_closed();
+}
+
+// ---------------------------------------------------------------- splice mode
+
+bool Socket::splice_join(Socket& a, Socket& b) {
+#ifdef __linux__
+  Socket* both[2] = {&a, &b};
+  uv_os_fd_t fds[2];
+  for (int i = 0; i < 2; ++i) {
+    Socket* s = both[i];
+    if (s->tls_ || s->closing_ || s->shutdown_sent_ || s->eof_seen_ || s->queued_ ||
+        g_corked == s || s->splice_ || s->splice_refused_ || s->loop() != a.loop() ||
+        uv_fileno(reinterpret_cast<uv_handle_t*>(&s->tcp_), &fds[i]) != 0)
+      return false;
+  }
+  a.stop_reading();
+  b.stop_reading();
+  std::unique_ptr<Splice> sp[2];
+  for (int i = 0; i < 2; ++i) {
+    sp[i] = std::make_unique<Splice>();
+    if (uv_poll_init_socket(a.loop(), &sp[i]->poll, fds[i]) != 0) {
+      // Not pollable here (a watcher still owns the fd): stay on the copy path for good.
+      a.splice_refused_ = b.splice_refused_ = true;
+      if (i == 1) {  // the first handle was initialised: it must be closed
+        both[0]->splice_ = std::move(sp[0]);
+        both[0]->splice_->owner = both[0];
+        both[0]->splice_->fd = fds[0];
+        ++both[0]->open_handles_;
+        ++pipe_pool().users;
+        both[0]->splice_end();
+      }
+      return false;
+    }
+    sp[i]->poll.data = sp[i].get();
+    sp[i]->owner = both[i];
+    sp[i]->fd = fds[i];
+  }
+  for (int i = 0; i < 2; ++i) {
+    sp[i]->peer = both[1 - i];
+    both[i]->splice_ = std::move(sp[i]);
+    ++both[i]->open_handles_;  // on_closed() waits for the poll handle too
+    ++pipe_pool().users;
+  }
+  a.splice_update();
+  b.splice_update();
+  return true;
+#else
+  (void)a;
+  (void)b;
+  return false;
+#endif
+}
+
+void Socket::poll_cb(uv_poll_t* h, int status, int events) {
+  auto* sp = static_cast<Splice*>(h->data);
+  Socket* self = sp->owner;
+  if (self->closing_ || self->splice_.get() != sp) return;
+  if (status < 0) {
+    // POLLERR (libuv stopped the watcher): report the socket's own error, as a read would.
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(sp->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) status = -err;
+    self->on_read_error(status);
+  } else {
+    if (events & UV_READABLE) self->splice_pump();
+    if ((events & UV_WRITABLE) && !self->closing_ && self->splice_.get() == sp && sp->peer)
+      sp->peer->splice_pump();  // the peer's bytes wait in its pipe for this socket
+  }
+  if (g_corked) g_corked->uncork();
+}
+
+void Socket::splice_pump() {
+#ifdef __linux__
+  Splice& s = *splice_;
+  Socket* dst = s.peer;
+  if (!dst || !dst->splice_) {
+    splice_update();
+    return;
+  }
+  const int dst_fd = dst->splice_->fd;
+  size_t got = 0;
+  int reads = 0;
+  bool dry = false;
+  int read_err = 0, write_err = 0;
+  for (;;) {
+    if (s.in_pipe) {
+      ssize_t w = ::splice(s.pipe_r, nullptr, dst_fd, nullptr, s.in_pipe,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN) write_err = -errno;
+        break;  // EAGAIN: the bytes wait in the pipe until the peer is writable
+      }
+      s.in_pipe -= static_cast<size_t>(w);
+      s.moved = true;
+      if (s.in_pipe) break;  // socket buffer full: wait until writable
+    }
+    if (s.src_eof || dry || reads == kSpliceReads) break;
+    if (s.pipe_r < 0) {
+      PipePool& pool = pipe_pool();
+      if (!pool.spare.empty()) {
+        std::tie(s.pipe_r, s.pipe_w) = pool.spare.back();
+        pool.spare.pop_back();
+      } else {
+        int p[2];
+        if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
+          read_err = -errno;
+          if (splice_revert()) return;  // EMFILE and the like: the copy path needs no pipe
+          break;
+        }
+        s.pipe_r = p[0];
+        s.pipe_w = p[1];
+      }
+    }
+    ssize_t r = ::splice(s.fd, nullptr, s.pipe_w, nullptr, kSpliceChunk,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ++reads;
+    if (r > 0) {
+      s.in_pipe = static_cast<size_t>(r);
+      got += static_cast<size_t>(r);
+      // A short read almost always means the receive queue is empty: spare the EAGAIN
+      // syscall; level-triggered polling calls again if more came meanwhile.
+      dry = static_cast<size_t>(r) < kSpliceChunk;
+      continue;
+    }
+    if (r == 0) {
+      s.src_eof = true;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) break;
+    read_err = -errno;
+    if ((errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) && got == 0 && splice_revert())
+      return;  // splice(2) does not work on these fds: the copy path takes over
+    break;
+  }
+  if (s.in_pipe == 0 && s.pipe_r >= 0) {  // empty: back to the pool
+    PipePool& pool = pipe_pool();
+    if (pool.spare.size() < kPipePoolMax) {
+      pool.spare.emplace_back(s.pipe_r, s.pipe_w);
+    } else {
+      ::close(s.pipe_r);
+      ::close(s.pipe_w);
+    }
+    s.pipe_r = s.pipe_w = -1;
+  }
+  if (got) {
+    s.moved = true;
+    on_spliced(got);  // metrics, idle deadline
+    if (closing_ || !splice_) return;
+  }
+  if (write_err) {
+    dst->on_write_error(write_err);
+    return;
+  }
+  if (read_err) {
+    on_read_error(read_err);
+    return;
+  }
+  splice_update();
+  if (dst->splice_) dst->splice_update();
+  if (s.src_eof && s.in_pipe == 0 && !eof_seen_) {
+    eof_seen_ = true;
+    on_eof();  // every byte before the FIN is written: the owner may shut the peer down
+  }
+#endif
+}
+
+void Socket::splice_update() {
+  Splice& s = *splice_;
+  int want = 0;
+  if (s.peer && s.peer->splice_) {
+    if (!s.src_eof && s.in_pipe == 0) want |= UV_READABLE;  // else: backpressure
+    if (s.peer->splice_->in_pipe) want |= UV_WRITABLE;
+  }
+  if (want == s.events) return;
+  s.events = want;
+  if (want) uv_poll_start(&s.poll, want, poll_cb);
+  else uv_poll_stop(&s.poll);
+}
+
+void Socket::splice_end() {
+#ifdef __linux__
+  std::unique_ptr<Splice> sp = std::move(splice_);
+  if (sp->peer && sp->peer->splice_) {
+    sp->peer->splice_->peer = nullptr;
+    sp->peer->splice_update();  // nothing to read for, nothing to write to
+  }
+  if (sp->pipe_r >= 0) {
+    PipePool& pool = pipe_pool();
+    if (sp->in_pipe == 0 && pool.spare.size() < kPipePoolMax) {
+      pool.spare.emplace_back(sp->pipe_r, sp->pipe_w);
+    } else {  // bytes left in it are dropped with the connection
+      ::close(sp->pipe_r);
+      ::close(sp->pipe_w);
+    }
+  }
+  PipePool& pool = pipe_pool();
+  if (--pool.users == 0) pool.drop_all();
+  uv_close(reinterpret_cast<uv_handle_t*>(&sp.release()->poll), poll_close_cb);
+#endif
+}
+
+void Socket::poll_close_cb(uv_handle_t* h) {
+  std::unique_ptr<Splice> sp(static_cast<Splice*>(h->data));
+  Socket* self = sp->owner;
+  sp.reset();
+  if (--self->open_handles_ == 0) self->on_closed();
+}
+
+bool Socket::splice_revert() {
+  Splice& s = *splice_;
+  Socket* peer = s.peer;
+  if (!peer || !peer->splice_) return false;
+  Splice& p = *peer->splice_;
+  if (s.moved || p.moved || s.in_pipe || p.in_pipe || s.src_eof || p.src_eof) return false;
+  splice_refused_ = peer->splice_refused_ = true;
+  splice_end();
+  peer->splice_end();
+  // The owners restart libuv reading (ClientConn::update_reading) from their drained hook.
+  on_drained();
+  if (!peer->closing_) peer->on_drained();
+  return true;
 }
 
 }  // namespace stickyd

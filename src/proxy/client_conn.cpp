@@ -859,6 +859,8 @@ void ClientConn::start_tunnel(std::string_view from_backend) {
   head_.release();
   upstream_->release_head();
   set_deadline(server_.config().timeouts.tunnel);
+  // Tunnel bytes that came with the 101 or before it count like the ones that follow.
+  if (!from_backend.empty()) server_.metrics().bytes_to_client(route_.backend, from_backend.size());
   if (!from_backend.empty() && !send(from_backend)) {
     abort("client write failed");
     return;
@@ -866,6 +868,7 @@ void ClientConn::start_tunnel(std::string_view from_backend) {
   if (!pending_.empty()) {
     std::string early;
     early.swap(pending_);
+    server_.metrics().bytes_to_backend(route_.backend, early.size());
     if (!upstream_->send(early)) {
       abort("backend write failed");
       return;
@@ -933,12 +936,15 @@ void ClientConn::upstream_timeout() {
 }
 
 void ClientConn::upstream_drained() {
+  if (tunnel_finished()) return;
   update_reading();
 }
 
 void ClientConn::upstream_read_done() {
   uncork();  // a failed write calls on_write_error()
   if (state_ == State::Responding && upstream_ && write_backlogged()) upstream_->stop_reading();
+  // The 101 (corked with the first backend bytes) is out: the tunnel may switch to splice.
+  if (state_ == State::Tunnel) update_reading();
 }
 
 void ClientConn::upstream_tunnel_data(const char* data, size_t n) {
@@ -956,14 +962,45 @@ void ClientConn::upstream_tunnel_data(const char* data, size_t n) {
   if (write_backlogged() && upstream_) upstream_->stop_reading();
 }
 
+void ClientConn::upstream_tunnel_spliced(size_t n) {
+  set_deadline(server_.config().timeouts.tunnel);
+  server_.metrics().bytes_to_client(route_.backend, n);
+}
+
+void ClientConn::on_spliced(size_t n) {
+  set_deadline(server_.config().timeouts.tunnel);
+  server_.metrics().bytes_to_backend(route_.backend, n);
+}
+
+bool ClientConn::maybe_splice() {
+  if (spliced()) return true;
+  // Only a plain tunnel with nothing buffered either way (Socket::splice_join checks queued,
+  // corked and TLS bytes) and both directions open; otherwise the copy path goes on, and
+  // this is tried again when the queues drain.
+  if (state_ != State::Tunnel || !upstream_ || !server_.config().tunnel_splice || client_eof_ ||
+      upstream_eof_ || !pending_.empty())
+    return false;
+  return Socket::splice_join(*this, *upstream_);
+}
+
 void ClientConn::upstream_tunnel_eof() {
   upstream_eof_ = true;
   if (state_ == State::HoldingUpgrade) finish_upgrade_hold(true);  // pass on what came
-  if (client_eof_) {
+  if (state_ != State::Tunnel && client_eof_) {
     abort(nullptr);
     return;
   }
-  shutdown_write();  // propagate the half-close; the client may still send
+  shutdown_write();  // propagate the half-close (after what is queued); the client may still send
+  tunnel_finished();
+}
+
+bool ClientConn::tunnel_finished() {
+  if (state_ != State::Tunnel || !client_eof_ || !upstream_eof_) return false;
+  // Both ways ended: close once what each side still had queued has left (closing earlier
+  // would drop it). Splice mode queues nothing: its EOFs come after the pipe is flushed.
+  if (queued_bytes() || (upstream_ && upstream_->queued_bytes())) return false;
+  abort(nullptr);
+  return true;
 }
 
 // ---------------------------------------------------------------- local answers and ends
@@ -1021,10 +1058,14 @@ void ClientConn::update_reading() {
   if (state_ == State::Closing) return;  // lingering: reads are drained and discarded
   if (client_eof_) {
     stop_reading();
+    // A half-closed tunnel still carries the backend's bytes: resume them once drained.
+    if (state_ == State::Tunnel && upstream_ && !spliced() && !write_backlogged())
+      upstream_->start_reading();
     return;
   }
   bool want;
   if (state_ == State::Tunnel) {
+    if (maybe_splice()) return;  // both sockets are polled by the splice code
     want = !(upstream_ && upstream_->write_backlogged());
     if (upstream_ && !write_backlogged()) upstream_->start_reading();
   } else {
@@ -1117,11 +1158,8 @@ void ClientConn::on_eof() {
   client_eof_ = true;
   stop_reading();
   if (state_ == State::Tunnel) {
-    if (upstream_eof_) {
-      abort(nullptr);
-      return;
-    }
-    if (upstream_) upstream_->shutdown_write();  // half-close travels on
+    if (upstream_) upstream_->shutdown_write();  // half-close travels on (after the queue)
+    tunnel_finished();
     return;
   }
   if (state_ == State::Idle && pending_.empty()) {
@@ -1162,6 +1200,7 @@ void ClientConn::on_drained() {
     if (client_eof_) close();
     return;
   }
+  if (tunnel_finished()) return;
   update_reading();
 }
 

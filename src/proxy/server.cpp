@@ -103,10 +103,6 @@ bool Server::start() {
       log::error("cannot listen", {{"address", a.text}, {"error", uv_strerror(r)}});
       return false;
     }
-    if (worker_ == 0)
-      log::info("listening", {{"address", l->bound_address()},
-                              {"tls", config_.listen[i].tls ? "yes" : "no"},
-                              {"workers", shared_.workers()}});
     listeners_.push_back(std::move(l));
   }
   Millis rotation{0};
@@ -130,6 +126,13 @@ bool Server::start() {
   health_->start();
   uv_timer_start(&sweep_timer_, sweep_cb, 1000, 1000);
   return true;
+}
+
+void Server::log_listening() const {
+  for (size_t i = 0; i < listeners_.size(); ++i)
+    log::info("listening", {{"address", listeners_[i]->bound_address()},
+                            {"tls", config_.listen[i].tls ? "yes" : "no"},
+                            {"workers", shared_.workers()}});
 }
 
 void Server::sweep_cb(uv_timer_t* t) {

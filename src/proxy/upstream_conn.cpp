@@ -243,6 +243,10 @@ void UpstreamConn::on_drained() {
   if (client_) client_->upstream_drained();
 }
 
+void UpstreamConn::on_spliced(size_t n) {
+  if (client_) client_->upstream_tunnel_spliced(n);
+}
+
 void UpstreamConn::on_deadline() {
   if (parked_) {  // idle too long in the pool: close before the backend does
     server_.unpark(this);

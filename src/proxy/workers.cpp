@@ -124,6 +124,7 @@ bool Workers::start() {
     threads_.emplace_back(&Workers::run_worker, this, k, config_, &started);
     if (!ok.get()) return false;
   }
+  main_->log_listening();
   return true;
 }
 

@@ -24,6 +24,7 @@
 # THREADS (2), ROUNDS (1), NGINX (1 = also measure nginx as a reference proxy), TUNNELS (3000), PUSH_CONNS (50), PUSH_MB (200), PUSH_FRAME_KB (16),
 # LAT (1 = run test 5), LAT_RATE (10000), LAT_HS_RATE (5000), LAT_DURATION (10s), LAT_WARMUP (1s),
 # LAT_CONNS (50), FIXED_RATE_BIN (build/tests/bench/fixed_rate), WORKERS (1: stickyd `workers:` and HAProxy `nbthread`),
+# SPLICE (1: stickyd `tunnel_splice: true`, its default; 0: `tunnel_splice: false`, the copy path),
 # KEEP (1 = keep the work directory with configs and logs).
 # Everything binds to 127.0.0.1, every step is bounded by `timeout`, and every process the
 # script starts is stopped by its pid on exit.
@@ -43,6 +44,7 @@ PUSH_MB="${PUSH_MB:-200}"
 PUSH_FRAME_KB="${PUSH_FRAME_KB:-16}"
 NGINX="${NGINX:-1}"
 WORKERS="${WORKERS:-1}"
+SPLICE="${SPLICE:-1}"
 LAT="${LAT:-1}"
 LAT_RATE="${LAT_RATE:-10000}"
 LAT_HS_RATE="${LAT_HS_RATE:-5000}"
@@ -123,6 +125,7 @@ stickyd_conf() { # port backend-ports...
   for bp in "$@"; do echo "  - {name: n$i, address: 127.0.0.1:$bp}"; i=$((i + 1)); done
   cat <<YAML
 workers: $WORKERS
+tunnel_splice: $([ "$SPLICE" = 0 ] && echo false || echo true)
 cookie: true
 timeouts: {tunnel: 1h, client: 60s, server: 60s}
 limits: {max_connections: 9000, max_connections_per_ip: 0}

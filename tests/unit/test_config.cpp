@@ -1775,3 +1775,13 @@ TEST_SUITE("config: tls") {
     CHECK(r.errors[5].message.find("nope.pem': No such file") != std::string::npos);
   }
 }
+
+TEST_SUITE("config: tunnel_splice") {
+  TEST_CASE("tunnel_splice: a boolean, true by default") {
+    CHECK(load(kMinimal).config->tunnel_splice);
+    CHECK(load(with("tunnel_splice: true\n")).config->tunnel_splice);
+    CHECK_FALSE(load(with("tunnel_splice: false\n")).config->tunnel_splice);
+    expect_one_error(with("tunnel_splice: yes\n"), 4, 16, "expected a boolean");
+    expect_one_error(with("tunnel_splice: [true]\n"), 4, 16, "expected a boolean");
+  }
+}
