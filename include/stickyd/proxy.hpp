@@ -315,9 +315,10 @@ class Server final : public AdminModel {
     size_t worker = 0;
   };
   Counts counts() const;
-  // Counts of the other workers, each copied on its own thread (waits at most ~1 s; a worker
-  // that does not answer, e.g. one that is stopping, is left out).
+  // Counts of the other workers, each copied on its own thread (waits at most ~1 s per
+  // worker; a worker that does not answer, e.g. one that is stopping, is left out).
   std::vector<Counts> gather_counts();
+  std::vector<BackendStatus> backends(const std::vector<Counts>& others);  // others' counts added
   void broadcast(std::function<void(Server&)> task);  // to every other worker
 
   void on_connection(size_t listener);

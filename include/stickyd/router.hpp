@@ -93,6 +93,7 @@ class Router {
   AffinityTable& table() { return table_; }
   const Persistence& persistence() const { return persistence_; }
   std::vector<BackendState>& backends() { return backends_; }
+  const std::vector<BackendState>& backends() const { return backends_; }
   const BackendState& backend(int i) const { return backends_[static_cast<size_t>(i)]; }
   BackendState& backend(int i) { return backends_[static_cast<size_t>(i)]; }
   const Config& config() const { return cfg_; }

@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 
 #include "stickyd/log.hpp"
@@ -386,7 +385,7 @@ bool Server::reload(Config next) {
 
 Server::Counts Server::counts() const {
   Counts c{metrics_, {}, worker_};
-  for (const BackendState& b : const_cast<Router&>(router_).backends()) {
+  for (const BackendState& b : router_.backends()) {
     BackendStatus st;
     st.connections = b.connections;
     st.tunnels = b.tunnels;
@@ -397,41 +396,22 @@ Server::Counts Server::counts() const {
 }
 
 std::vector<Server::Counts> Server::gather_counts() {
-  // Each worker copies its own counters on its own thread; this one waits. Only the admin
-  // API calls this (rarely), so a short wait on the main loop is acceptable; it is bounded
-  // in case a worker is stopping and no longer reads its mailbox.
-  struct Gather {
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t pending = 0;
-    std::vector<Counts> results;
-  };
-  auto g = std::make_shared<Gather>();
+  // Each worker copies its own counters on its own thread; this one waits for each in turn.
+  // Only the admin API calls this (rarely), so a short wait on the main loop is acceptable; it
+  // is bounded in case a worker is stopping and no longer reads its mailbox.
+  std::vector<Counts> out;
   for (size_t k = 0; k < shared_.workers(); ++k) {
     if (k == worker_) continue;
-    {
-      std::lock_guard lock(g->mu);
-      ++g->pending;
-    }
-    bool posted = shared_.mailboxes[k]->post([g](Server& s) {
-      Counts c = s.counts();
-      std::lock_guard lock(g->mu);
-      g->results.push_back(std::move(c));
-      --g->pending;
-      g->cv.notify_all();
-    });
-    if (!posted) {
-      std::lock_guard lock(g->mu);
-      --g->pending;
-    }
+    auto c = std::make_shared<Counts>();  // the task keeps it alive if the wait times out
+    if (shared_.mailboxes[k]->call([c](Server& s) { *c = s.counts(); }, std::chrono::seconds(1)))
+      out.push_back(std::move(*c));
   }
-  std::unique_lock lock(g->mu);
-  g->cv.wait_for(lock, std::chrono::seconds(1), [&] { return g->pending == 0; });
-  return std::move(g->results);
+  return out;
 }
 
-std::vector<BackendStatus> Server::backends() {
-  std::vector<Counts> others = gather_counts();
+std::vector<BackendStatus> Server::backends() { return backends(gather_counts()); }
+
+std::vector<BackendStatus> Server::backends(const std::vector<Counts>& others) {
   std::vector<BackendStatus> out;
   int64_t now = now_ms();
   for (size_t i = 0; i < router_.backends().size(); ++i) {
@@ -496,8 +476,8 @@ bool Server::set_weight(std::string_view backend, uint32_t w) {
 
 void Server::metrics_text(std::string& out) {
   const AffinityTable& t = router_.table();
-  std::vector<BackendStatus> status = backends();
   std::vector<Counts> others = gather_counts();
+  std::vector<BackendStatus> status = backends(others);
   Metrics total = metrics_;
   for (const Counts& c : others) total.add(c.metrics);
   total.set_affinity(t.size(), t.stats().learnt, t.stats().expired, t.stats().evicted,
