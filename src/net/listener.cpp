@@ -49,25 +49,34 @@ Listener::Listener(uv_loop_t* loop, const SocketAddress& addr,
 
 Listener::~Listener() { close(); }
 
+namespace {
+// A TCP socket bound to `addr` (SO_REUSEADDR, v6-only for IPv6, SO_REUSEPORT when asked), or
+// -errno. libuv 1.44 has no SO_REUSEPORT flag, so these sockets are made here.
+int bound_socket(const SocketAddress& addr, bool reuseport) {
+  int fd = ::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      (reuseport && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+      (addr.storage.ss_family == AF_INET6 &&
+       ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+      ::bind(fd, addr.sa(), addr.length) != 0) {
+    int e = -errno;
+    ::close(fd);
+    return e;
+  }
+  return fd;
+}
+}  // namespace
+
 int Listener::start(bool reuseport) {
   int r;
   if (!reuseport) {
     unsigned flags = addr_.storage.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
     r = uv_tcp_bind(handle_, addr_.sa(), flags);
   } else {
-    // libuv 1.44 has no SO_REUSEPORT flag: make the socket here and hand it over.
-    int fd = ::socket(addr_.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    int one = 1;
-    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        (addr_.storage.ss_family == AF_INET6 &&
-         ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
-        ::bind(fd, addr_.sa(), addr_.length) != 0) {
-      int e = -errno;
-      ::close(fd);
-      return e;
-    }
+    int fd = bound_socket(addr_, true);
+    if (fd < 0) return fd;
     r = uv_tcp_open(handle_, fd);
     if (r != 0) {
       ::close(fd);
@@ -81,17 +90,8 @@ int Listener::start(bool reuseport) {
 int Listener::claim(SocketAddress& addr) {
   // A plain (not SO_REUSEPORT) bind fails while anything else holds the address, even
   // another process's SO_REUSEPORT group: so two proxies never silently share a port.
-  int fd = ::socket(addr.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (addr.storage.ss_family == AF_INET6)
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (::bind(fd, addr.sa(), addr.length) != 0) {
-    int e = -errno;
-    ::close(fd);
-    return e;
-  }
+  int fd = bound_socket(addr, false);
+  if (fd < 0) return fd;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
