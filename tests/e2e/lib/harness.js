@@ -1044,6 +1044,15 @@ function makeClient(kind, url, opts = {}) {
 
 // One client's life: connect, `messages` acked echoes paced gapMin..gapMax ms apart, then at
 // least one heartbeat (so held polls and pings go through the proxy), then disconnect.
+function closeQuietly(client) {
+  if (!client) return;
+  try {
+    client.close();
+  } catch {
+    /* already closed */
+  }
+}
+
 async function runOneClient(index, factory, { messages, gapMin, gapMax }) {
   const r = {
     index,
@@ -1097,26 +1106,21 @@ async function runOneClient(index, factory, { messages, gapMin, gapMax }) {
   } catch (err) {
     r.error = err && err.message ? err.message : String(err);
   } finally {
-    if (client) {
-      try {
-        client.close();
-      } catch {
-        /* ignore */
-      }
-    }
+    closeQuietly(client);
   }
   return r;
 }
 
-// Starts `clients` clients concurrently (spread over the first ~300 ms) and awaits them all.
-async function runClients(factory, { clients = WORKLOAD.clients, messages = WORKLOAD.messages, gapMin = WORKLOAD.gapMin, gapMax = WORKLOAD.gapMax } = {}) {
+// Starts `clients` jobs `runOne(i)` concurrently (spread over the first ~300 ms) and awaits
+// them all.
+function spreadClients(clients, runOne) {
   const jobs = [];
-  for (let i = 0; i < clients; i++) {
-    jobs.push(
-      pace(randomBetween(0, 300)).then(() => runOneClient(i, factory, { messages, gapMin, gapMax })),
-    );
-  }
+  for (let i = 0; i < clients; i++) jobs.push(pace(randomBetween(0, 300)).then(() => runOne(i)));
   return Promise.all(jobs);
+}
+
+async function runClients(factory, { clients = WORKLOAD.clients, messages = WORKLOAD.messages, gapMin = WORKLOAD.gapMin, gapMax = WORKLOAD.gapMax } = {}) {
+  return spreadClients(clients, (i) => runOneClient(i, factory, { messages, gapMin, gapMax }));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1265,23 +1269,13 @@ async function runFaultClient(index, factory, { messages, gapMin, gapMax, event 
   } catch (err) {
     r.error = err && err.message ? err.message : String(err);
   } finally {
-    if (client) {
-      try {
-        client.close();
-      } catch {
-        /* ignore */
-      }
-    }
+    closeQuietly(client);
   }
   return r;
 }
 
 async function runFaultClients(factory, { clients = WORKLOAD.clients, messages = WORKLOAD.messages, gapMin = WORKLOAD.gapMin, gapMax = WORKLOAD.gapMax, ...rest } = {}) {
-  const jobs = [];
-  for (let i = 0; i < clients; i++) {
-    jobs.push(pace(randomBetween(0, 300)).then(() => runFaultClient(i, factory, { messages, gapMin, gapMax, ...rest })));
-  }
-  return Promise.all(jobs);
+  return spreadClients(clients, (i) => runFaultClient(i, factory, { messages, gapMin, gapMax, ...rest }));
 }
 
 // Resolves when `count()` >= n; `kick()` is called by the code that changes the count
