@@ -107,7 +107,7 @@ class Router {
   const Config& cfg_;
   std::vector<BackendState> backends_;
   std::vector<BalanceCandidate> candidates_;  // reused per pick: no allocation per request
-  std::unique_ptr<Balancer> balancer_;
+  std::unique_ptr<Balancer> balancer_;        // null once share_balancer() was called
   SharedBalancer* shared_balancer_ = nullptr;
   uint64_t reloads_ = 0;
   Persistence persistence_;

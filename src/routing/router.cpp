@@ -91,6 +91,7 @@ void Router::share_balancer(SharedBalancer& shared) {
   std::lock_guard lock(shared.mu);
   if (!shared.balancer) shared.balancer = make_balancer(cfg_.balance);
   shared_balancer_ = &shared;
+  balancer_.reset();  // picks go to the shared one from now on
 }
 
 void Router::route_sid(Route& r, std::string_view sid, KeySource source, int64_t now_ms) {
@@ -278,8 +279,9 @@ void Router::reconfigure() {
     s.config = b;
   }
   candidates_.resize(backends_.size());
-  balancer_ = make_balancer(cfg_.balance);
-  if (shared_balancer_) {
+  if (!shared_balancer_) {
+    balancer_ = make_balancer(cfg_.balance);
+  } else {
     // Every worker reconfigures with the same config: the first one replaces the shared
     // balancer (a policy change), the others find it already current.
     std::lock_guard lock(shared_balancer_->mu);
