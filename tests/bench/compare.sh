@@ -25,6 +25,9 @@
 # LAT (1 = run test 5), LAT_RATE (10000), LAT_HS_RATE (5000), LAT_DURATION (10s), LAT_WARMUP (1s),
 # LAT_CONNS (50), FIXED_RATE_BIN (build/tests/bench/fixed_rate), WORKERS (1: stickyd `workers:` and HAProxy `nbthread`),
 # SPLICE (1: stickyd `tunnel_splice: true`, its default; 0: `tunnel_splice: false`, the copy path),
+# PIN (1 = pin every proxy measured to CPUs 1..n-1 and the backends and load generators to CPU 0,
+# so that the proxy never waits for a core the load holds: steadier CPU-per-MB figures),
+# TESTS (which tests run: default "http lat idle push"; http = tests 1 and 2),
 # KEEP (1 = keep the work directory with configs and logs).
 # Everything binds to 127.0.0.1, every step is bounded by `timeout`, and every process the
 # script starts is stopped by its pid on exit.
@@ -52,12 +55,21 @@ LAT_DURATION="${LAT_DURATION:-10s}"
 LAT_WARMUP="${LAT_WARMUP:-1s}"
 LAT_CONNS="${LAT_CONNS:-50}"
 FIXED_RATE_BIN="${FIXED_RATE_BIN:-$REPO/build/tests/bench/fixed_rate}"
+PIN="${PIN:-0}"
+TESTS=" ${TESTS:-http lat idle push} "
+[ "$LAT" = 1 ] || TESTS="${TESTS/ lat / }"
+want() { [[ "$TESTS" == *" $1 "* ]]; }
 HZ="$(getconf CLK_TCK)"
+LOAD_ON=(); PROXY_ON=()
+if [ "$PIN" = 1 ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "PIN=1 needs at least 2 CPUs" >&2; exit 1; }
+  LOAD_ON=(taskset -c 0); PROXY_ON=(taskset -c "1-$(( $(nproc) - 1 ))")
+fi
 
 for bin in "$STICKYD_BIN" haproxy nginx wrk node curl; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "$bin" ] || { echo "missing: $bin" >&2; exit 1; }
 done
-if [ "$LAT" = 1 ] && [ ! -x "$FIXED_RATE_BIN" ]; then
+if want lat && [ ! -x "$FIXED_RATE_BIN" ]; then
   echo "missing: $FIXED_RATE_BIN (ninja -C build, or LAT=0 to skip test 5)" >&2; exit 1
 fi
 
@@ -103,10 +115,10 @@ for p in $P1 $P2 $P3 $W1 $W2 $W3 $SP $HP $SW $HW $NP $NW; do port_free "$p"; don
 # ---- backends -------------------------------------------------------------------------------
 subst "$HERE/backends/nginx.conf" 0 x >"$WORK/nginx.conf"
 cmdlog "nginx -c $WORK/nginx.conf -e $WORK/nginx-error.log   # tests/bench/backends/nginx.conf"
-timeout 1800 nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
+timeout 1800 "${LOAD_ON[@]}" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
 PIDS+=($!)
 cmdlog "node tests/bench/compare_ws.js backend $W1 $W2 $W3"
-BACKEND_MAX_SEC=1800 node "$HERE/compare_ws.js" backend "$W1" "$W2" "$W3" >"$WORK/ws-backend.log" 2>&1 &
+BACKEND_MAX_SEC=1800 "${LOAD_ON[@]}" node "$HERE/compare_ws.js" backend "$W1" "$W2" "$W3" >"$WORK/ws-backend.log" 2>&1 &
 PIDS+=($!)
 for p in $P1 $P2 $P3 $W1 $W2 $W3; do wait_port "$p"; done
 
@@ -136,7 +148,7 @@ start_stickyd() { # name port backend-ports...
   local name=$1; shift
   stickyd_conf "$@" >"$WORK/$name.yaml"
   cmdlog "$STICKYD_BIN -c $WORK/$name.yaml   # $(tr '\n' ' ' <"$WORK/$name.yaml")"
-  timeout 1800 "$STICKYD_BIN" -c "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1 &
+  timeout 1800 "${PROXY_ON[@]}" "$STICKYD_BIN" -c "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1 &
   local pid=$!; PIDS+=("$pid"); wait_port "$2"; PROXY_TO=$pid; PROXY_PID=$(child_of "$pid")
 }
 start_haproxy() { # name port mode
@@ -144,7 +156,7 @@ start_haproxy() { # name port mode
   sed -i "/^  nbthread 1/a\\  stats socket $WORK/$1.sock" "$WORK/$1.cfg"
   sed -i "s/^  nbthread 1\$/  nbthread $WORKERS/" "$WORK/$1.cfg"
   cmdlog "haproxy -db -f $WORK/$1.cfg   # tests/bench/haproxy.cfg, backend $3, nbthread $WORKERS"
-  timeout 1800 haproxy -db -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
+  timeout 1800 "${PROXY_ON[@]}" haproxy -db -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
   local pid=$!; PIDS+=("$pid"); wait_port "$2"; PROXY_TO=$pid; PROXY_PID=$(child_of "$pid")
 }
 stop_proxy() { # timeout-pid port: SIGTERM (timeout passes it on), wait until the port is closed
@@ -172,7 +184,7 @@ N_PID=""
 if [ "$NGINX" = 1 ]; then
   subst "$HERE/nginx-proxy.conf" "$NP" x >"$WORK/nginx-proxy.conf"
   cmdlog "nginx -c $WORK/nginx-proxy.conf -e $WORK/nginx-proxy-error.log   # tests/bench/nginx-proxy.conf"
-  timeout 1800 nginx -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" &
+  timeout 1800 "${PROXY_ON[@]}" nginx -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" &
   PIDS+=($!); N_TO=$!
   wait_port "$NP"; wait_port "$NW"
   N_PID=$(child_of "$(child_of "$N_TO")")   # timeout -> master -> the one worker (measured)
@@ -198,7 +210,7 @@ run_wrk() { # label proxy pid url header...
   local rss0 t0 t1 rss1
   rss0=$(rss_kb "$pid"); t0=$(ticks "$pid")
   cmdlog "wrk -c $CONNS -t $THREADS -d $DURATION --latency ${hdr[*]@Q} '$url'"
-  timeout 120 wrk -c "$CONNS" -t "$THREADS" -d "$DURATION" --latency "${hdr[@]}" "$url" >"$out" 2>&1
+  timeout 120 "${LOAD_ON[@]}" wrk -c "$CONNS" -t "$THREADS" -d "$DURATION" --latency "${hdr[@]}" "$url" >"$out" 2>&1
   t1=$(ticks "$pid"); rss1=$(rss_kb "$pid")
   local reqs rps p50 p99 non2xx errs
   reqs=$(awk '/requests in/ {print $1}' "$out")
@@ -235,16 +247,18 @@ log "stickyd sid $S_SID cookie '$S_COOKIE'; haproxy sid $H_SID cookie '$H_COOKIE
 [ -n "$S_SID" ] && [ "$S_COOKIE" = "io=$S_SID" ] || { echo "stickyd handshake did not inject io=<sid>" >&2; exit 1; }
 [ -n "$H_SID" ] && [ -n "$H_COOKIE" ] || { echo "haproxy handshake did not insert SERVERID" >&2; exit 1; }
 
-for ROUND in $(seq 1 "$ROUNDS"); do
-  run_wrk poll stickyd "$S_PID" "http://127.0.0.1:$SP/socket.io/?EIO=4&transport=polling&sid=$S_SID" "Cookie: $S_COOKIE"
-  run_wrk poll haproxy "$H_PID" "http://127.0.0.1:$HP/socket.io/?EIO=4&transport=polling&sid=$H_SID" "Cookie: $H_COOKIE"
-  run_wrk handshake stickyd "$S_PID" "http://127.0.0.1:$SP/socket.io/?EIO=4&transport=polling"
-  run_wrk handshake haproxy "$H_PID" "http://127.0.0.1:$HP/socket.io/?EIO=4&transport=polling"
-  if [ -n "$N_PID" ]; then
-    run_wrk poll nginx "$N_PID" "http://127.0.0.1:$NP/socket.io/?EIO=4&transport=polling&sid=$S_SID"
-    run_wrk handshake nginx "$N_PID" "http://127.0.0.1:$NP/socket.io/?EIO=4&transport=polling"
-  fi
-done
+if want http; then
+  for ROUND in $(seq 1 "$ROUNDS"); do
+    run_wrk poll stickyd "$S_PID" "http://127.0.0.1:$SP/socket.io/?EIO=4&transport=polling&sid=$S_SID" "Cookie: $S_COOKIE"
+    run_wrk poll haproxy "$H_PID" "http://127.0.0.1:$HP/socket.io/?EIO=4&transport=polling&sid=$H_SID" "Cookie: $H_COOKIE"
+    run_wrk handshake stickyd "$S_PID" "http://127.0.0.1:$SP/socket.io/?EIO=4&transport=polling"
+    run_wrk handshake haproxy "$H_PID" "http://127.0.0.1:$HP/socket.io/?EIO=4&transport=polling"
+    if [ -n "$N_PID" ]; then
+      run_wrk poll nginx "$N_PID" "http://127.0.0.1:$NP/socket.io/?EIO=4&transport=polling&sid=$S_SID"
+      run_wrk handshake nginx "$N_PID" "http://127.0.0.1:$NP/socket.io/?EIO=4&transport=polling"
+    fi
+  done
+fi
 ROUND=1
 HT="$(haproxy_cmd "$WORK/haproxy-poll.sock" "show table polling")"; HT="${HT%%$'\n'*}"
 log "haproxy stick table after the handshake runs: $HT"
@@ -261,7 +275,7 @@ run_lat() { # poll|handshake proxy pid port rate fixed_rate-args...
               --warmup "$LAT_WARMUP" --timeline "$@")
   t0=$(ticks "$pid")
   cmdlog "build/tests/bench/fixed_rate ${args[*]@Q}"
-  timeout 900 "$FIXED_RATE_BIN" "${args[@]}" >"$out" 2>"$out.err" || true
+  timeout 900 "${LOAD_ON[@]}" "$FIXED_RATE_BIN" "${args[@]}" >"$out" 2>"$out.err" || true
   t1=$(ticks "$pid")
   local line; line=$(grep '^RESULT ' "$out" || true)
   [ -n "$line" ] || { log "fixed_rate $label $proxy round $ROUND: no result ($(tr '\n' ' ' <"$out.err"))"; return 0; }
@@ -283,7 +297,7 @@ run_lat() { # poll|handshake proxy pid port rate fixed_rate-args...
   put "$label: generator lag p99 ms" "$proxy" "$(get sched_lag_p99_ms)"
   return 0
 }
-if [ "$LAT" = 1 ]; then
+if want lat; then
   for ROUND in $(seq 1 "$ROUNDS"); do
     run_lat poll stickyd "$S_PID" "$SP" "$LAT_RATE" \
       --path "/socket.io/?EIO=4&transport=polling&sid=$S_SID" --header "Cookie: $S_COOKIE"
@@ -304,12 +318,12 @@ fi
 idle_test() { # proxy pid port
   local proxy=$1 pid=$2 port=$3 out="$WORK/idle-$1.txt"
   # warm-up: open and close a few hundred tunnels so that allocator arenas exist
-  timeout 60 node "$HERE/compare_ws.js" idle "$port" 300 0 >/dev/null
+  timeout 60 "${LOAD_ON[@]}" node "$HERE/compare_ws.js" idle "$port" 300 0 >/dev/null
   sleep 1
   local rss0 rss1 i
   rss0=$(rss_kb "$pid")
   cmdlog "node tests/bench/compare_ws.js idle $port $TUNNELS 4   # $proxy"
-  timeout 180 node "$HERE/compare_ws.js" idle "$port" "$TUNNELS" 4 >"$out" 2>&1 &
+  timeout 180 "${LOAD_ON[@]}" node "$HERE/compare_ws.js" idle "$port" "$TUNNELS" 4 >"$out" 2>&1 &
   local cpid=$!
   for i in $(seq 1 1200); do grep -q READY "$out" && break; sleep 0.1; done
   sleep 1
@@ -328,7 +342,7 @@ push_test() { # proxy pid port
   local t0 t1
   t0=$(ticks "$pid")
   cmdlog "node tests/bench/compare_ws.js push $port $PUSH_CONNS $PUSH_MB $PUSH_FRAME_KB   # $proxy"
-  timeout 300 node "$HERE/compare_ws.js" push "$port" "$PUSH_CONNS" "$PUSH_MB" "$PUSH_FRAME_KB" >"$out" 2>&1
+  timeout 300 "${LOAD_ON[@]}" node "$HERE/compare_ws.js" push "$port" "$PUSH_CONNS" "$PUSH_MB" "$PUSH_FRAME_KB" >"$out" 2>&1
   t1=$(ticks "$pid")
   local bytes mbps ms
   bytes=$(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' "$out")
@@ -343,15 +357,13 @@ push_test() { # proxy pid port
 for ROUND in $(seq 1 "$ROUNDS"); do
   start_stickyd stickyd-ws "$SW" "$W1" "$W2" "$W3"; SW_PID=$PROXY_PID; SW_TO=$PROXY_TO
   start_haproxy haproxy-ws "$HW" ws; HW_PID=$PROXY_PID; HW_TO=$PROXY_TO
-  idle_test stickyd "$SW_PID" "$SW"
-  idle_test haproxy "$HW_PID" "$HW"
-  push_test stickyd "$SW_PID" "$SW"
-  push_test haproxy "$HW_PID" "$HW"
+  if want idle; then idle_test stickyd "$SW_PID" "$SW"; idle_test haproxy "$HW_PID" "$HW"; fi
+  if want push; then push_test stickyd "$SW_PID" "$SW"; push_test haproxy "$HW_PID" "$HW"; fi
   stop_proxy "$SW_TO" "$SW"; stop_proxy "$HW_TO" "$HW"
   if [ -n "$N_PID" ]; then
     # nginx is not restarted (it also serves the polling tests): idle memory in round 1 only
-    [ "$ROUND" = 1 ] && idle_test nginx "$N_PID" "$NW"
-    push_test nginx "$N_PID" "$NW"
+    if [ "$ROUND" = 1 ] && want idle; then idle_test nginx "$N_PID" "$NW"; fi
+    if want push; then push_test nginx "$N_PID" "$NW"; fi
   fi
 done
 
@@ -366,8 +378,9 @@ mean() { # metric proxy
 }
 echo
 echo "stickyd vs HAProxy $(haproxy -v | head -1 | awk '{print $3}') -- $(date -u +%FT%TZ), $(nproc) CPUs, $(uname -r)"
-echo "wrk -c $CONNS -t $THREADS -d $DURATION; $ROUNDS round(s), mean shown; tunnels $TUNNELS; push ${PUSH_MB} MB / $PUSH_CONNS tunnels / ${PUSH_FRAME_KB} KB frames"
-[ "$LAT" = 1 ] && echo "fixed: open-loop fixed_rate over $LAT_CONNS connections, $LAT_WARMUP warm-up + $LAT_DURATION measured; latency from the intended send time"
+echo "wrk -c $CONNS -t $THREADS -d $DURATION; $ROUNDS round(s), mean shown; tunnels $TUNNELS; push ${PUSH_MB} MB / $PUSH_CONNS tunnels / ${PUSH_FRAME_KB} KB frames; tests:$TESTS"
+[ "$PIN" = 1 ] && echo "pinned: proxies on CPUs ${PROXY_ON[2]}, backends and load generators on CPU 0"
+want lat && echo "fixed: open-loop fixed_rate over $LAT_CONNS connections, $LAT_WARMUP warm-up + $LAT_DURATION measured; latency from the intended send time"
 printf '%-46s %12s %12s %10s %12s\n' metric stickyd haproxy ratio "nginx(ref)"
 for m in "${METRICS[@]}"; do
   a=$(mean "$m" stickyd); b=$(mean "$m" haproxy); c=$(mean "$m" nginx)
