@@ -119,7 +119,7 @@ class Socket {
   void splice_pump();    // moves what this socket has read (or can read) towards its peer
   void splice_update();  // poll interest of this socket from both directions' state
   void splice_end();     // leaves splice mode: pipes released, poll handle closed
-  bool splice_revert();  // back to the copy path when nothing moved yet; false: too late
+  bool splice_revert(int err);  // back to the copy path after `err` (-errno); false: too late
 
   std::unique_ptr<tls::Session> tls_;
   std::unique_ptr<Splice> splice_;  // set only while in splice mode

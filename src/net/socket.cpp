@@ -1,3 +1,4 @@
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 #endif
 
+#include "stickyd/log.hpp"
 #include "stickyd/net.hpp"
 #include "stickyd/tls.hpp"
 
@@ -57,6 +59,7 @@ struct Socket::Splice {
   size_t in_pipe = 0;            // bytes read from `owner`, not yet written to `peer`
   int events = 0;                // what the poll handle watches now
   bool src_eof = false;          // `owner` sent its FIN
+  bool starved = false;          // no pipe to be had: reading waits until the peer's pipe empties
   bool moved = false;            // some byte went through (no going back to the copy path)
 };
 
@@ -456,7 +459,14 @@ void Socket::splice_pump() {
         int p[2];
         if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
           read_err = -errno;
-          if (splice_revert()) return;  // EMFILE and the like: the copy path needs no pipe
+          if (splice_revert(read_err)) return;  // EMFILE and the like: the copy path needs no pipe
+          if ((read_err == -EMFILE || read_err == -ENFILE) && dst->splice_->in_pipe) {
+            // The other direction holds bytes in its pipe, so the copy path cannot take
+            // over yet: wait for that pipe to empty (it then comes back to the pool, or the
+            // revert works), instead of failing a working tunnel.
+            s.starved = true;
+            read_err = 0;
+          }
           break;
         }
         s.pipe_r = p[0];
@@ -481,7 +491,7 @@ void Socket::splice_pump() {
     if (errno == EINTR) continue;
     if (errno == EAGAIN) break;
     read_err = -errno;
-    if ((errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) && got == 0 && splice_revert())
+    if ((errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) && got == 0 && splice_revert(read_err))
       return;  // splice(2) does not work on these fds: the copy path takes over
     break;
   }
@@ -508,6 +518,7 @@ void Socket::splice_pump() {
     on_read_error(read_err);
     return;
   }
+  if (s.in_pipe == 0 && dst->splice_) dst->splice_->starved = false;  // a pipe is free now
   splice_update();
   if (dst->splice_) dst->splice_update();
   if (s.src_eof && s.in_pipe == 0 && !eof_seen_) {
@@ -521,7 +532,7 @@ void Socket::splice_update() {
   Splice& s = *splice_;
   int want = 0;
   if (s.peer && s.peer->splice_) {
-    if (!s.src_eof && s.in_pipe == 0) want |= UV_READABLE;  // else: backpressure
+    if (!s.src_eof && s.in_pipe == 0 && !s.starved) want |= UV_READABLE;  // else: backpressure
     if (s.peer->splice_->in_pipe) want |= UV_WRITABLE;
   }
   if (want == s.events) return;
@@ -559,12 +570,23 @@ void Socket::poll_close_cb(uv_handle_t* h) {
   if (--self->open_handles_ == 0) self->on_closed();
 }
 
-bool Socket::splice_revert() {
+bool Socket::splice_revert(int err) {
   Splice& s = *splice_;
   Socket* peer = s.peer;
   if (!peer || !peer->splice_) return false;
   Splice& p = *peer->splice_;
-  if (s.moved || p.moved || s.in_pipe || p.in_pipe || s.src_eof || p.src_eof) return false;
+  // The copy path can take over only with nothing in flight either way and no FIN seen (it
+  // would have to replay them). splice(2) refusing these fds (EINVAL, ENOSYS, EOPNOTSUPP) is
+  // believed only before any byte went through; running out of pipes (EMFILE, ENFILE) can
+  // happen at any time in a long tunnel, which then goes on without pipes.
+  const bool pipe_shortage = err == -EMFILE || err == -ENFILE || err == -ENOMEM;
+  if ((!pipe_shortage && (s.moved || p.moved)) || s.in_pipe || p.in_pipe || s.src_eof || p.src_eof)
+    return false;
+  static std::atomic<bool> logged{false};  // one line per process, not one per tunnel
+  if (!logged.exchange(true, std::memory_order_relaxed))
+    log::warn("tunnel splice unavailable", {{"error", uv_err_name(err)},
+                                            {"fallback", "copy through user space"},
+                                            {"note", "logged once per process"}});
   splice_refused_ = peer->splice_refused_ = true;
   splice_end();
   peer->splice_end();

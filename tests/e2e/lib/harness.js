@@ -325,7 +325,8 @@ function stickydConfig({ backends, cookie = false, path: enginePath = '/socket.i
 const LISTENING_RE = /^\S+ info listening\b.*\baddress=127\.0\.0\.1:(\d+)\b/;
 const ADMIN_LISTENING_RE = /^\S+ info admin listening\b.*\baddress=127\.0\.0\.1:(\d+)\b/;
 
-async function startStickyd({ backends, cookie = false, timeouts, extra = {}, listenPort = 0, label = 'stickyd' } = {}) {
+// `env`: extra environment variables for the stickyd process (e.g. a fault-injection LD_PRELOAD).
+async function startStickyd({ backends, cookie = false, timeouts, extra = {}, listenPort = 0, label = 'stickyd', env } = {}) {
   if (!fs.existsSync(STICKYD_BIN)) {
     throw new Error(`stickyd binary not found at ${STICKYD_BIN} (build it with 'meson compile -C build' or set STICKYD_BIN)`);
   }
@@ -334,7 +335,11 @@ async function startStickyd({ backends, cookie = false, timeouts, extra = {}, li
   const configText = stickydConfig({ backends, cookie, timeouts, extra, listenPort });
   fs.writeFileSync(configFile, configText);
   const child = trackChild(
-    spawn(STICKYD_BIN, ['-c', configFile], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawn(STICKYD_BIN, ['-c', configFile], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: env ? { ...process.env, ...env } : process.env,
+    }),
   );
   let onListening;
   let onAdmin;

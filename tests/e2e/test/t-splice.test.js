@@ -11,7 +11,10 @@
 //      with splice, the stalled direction holds a pipe, and once every tunnel is gone
 //      stickyd's fd count is back at its baseline (the pipe pool is emptied);
 //    - real Socket.IO 4 clients (websocket only) echoing large binary messages through a
-//      real cluster, each echo compared byte for byte.
+//      real cluster, each echo compared byte for byte;
+//    - splice(2) or pipe2(2) failing inside stickyd (an LD_PRELOAD shim,
+//      tests/e2e/fault/splice_fault.c): tunnels fall back to the copy path, or wait for a pipe,
+//      and every byte still arrives.
 //    Loopback only; every wait is a bounded condition wait.
 
 const { test } = require('node:test');
@@ -19,6 +22,7 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
+const path = require('node:path');
 const h = require('../lib/harness');
 
 const POLL_MS = 50;
@@ -182,7 +186,7 @@ async function waitFds(proxy, baseline, what) {
   await h.until(() => fdList(proxy).length === baseline, 5000 * h.SCALE, `${proxy.label}: fds back to ${baseline} after ${what} (now ${fdList(proxy).join(' ')})`, POLL_MS);
 }
 
-async function withRawProxy(t, splice, backend, body) {
+async function withRawProxy(t, splice, backend, body, { env } = {}) {
   const cleanups = [backend.close];
   let proxy;
   try {
@@ -193,6 +197,7 @@ async function withRawProxy(t, splice, backend, body) {
       // One worker: a second one starts its loop (epoll, pipes, listener) after the
       // `listening` line, which would race with the fd baselines below.
       extra: { tunnel_splice: splice, workers: 1, admin: { listen: `${h.HOST}:0` } },
+      env,
     });
     await body(proxy);
   } catch (err) {
@@ -367,3 +372,119 @@ for (const splice of [true, false]) {
     });
   });
 }
+
+// ---------------------------------------------------------------------------------------
+// t4: splice(2) or pipe2(2) failing inside stickyd (LD_PRELOAD shim built next to stickyd).
+
+const FAULT_SO = path.join(path.dirname(h.STICKYD_BIN), 'tests', 'e2e', 'libsplice_fault.so');
+function faultEnv(fault) {
+  assert.ok(fs.existsSync(FAULT_SO), `${FAULT_SO} is missing: build the tests (ninja -C ${path.dirname(h.STICKYD_BIN)})`);
+  const asan = process.env.ASAN_OPTIONS;
+  return {
+    LD_PRELOAD: FAULT_SO,
+    STICKYD_FAULT: fault,
+    // An ASan build wants its runtime first in the library list; the shim comes before it.
+    ASAN_OPTIONS: `${asan ? `${asan}:` : ''}verify_asan_link_order=0`,
+  };
+}
+const SPLICE_UNAVAILABLE = /tunnel splice unavailable/;
+
+for (const [fault, error] of [['splice-einval', 'EINVAL'], ['pipe-emfile', 'EMFILE']]) {
+  test(`t4. tunnel_splice: true, ${fault} — tunnels fall back to the copy path: bytes intact both ways, counters exact, one log line`, { timeout: 60000 }, async (t) => {
+    const TUNNELS = 2;
+    const UP = 2 * MB + 4321;
+    const DOWN = 3 * MB + 99;
+    const seen = new Map();
+    const backend = rawWsBackend((s, p, rest) => {
+      const id = p.split('/').pop();
+      const r = sink(s);
+      if (rest.length) s.unshift(rest);
+      const w = pump(s, `down-${id}`, DOWN);
+      seen.set(id, { r, w });
+      Promise.all([w.done, r.ended]).then(() => s.end());
+    });
+    await withRawProxy(t, true, backend, async (proxy) => {
+      const fd0 = fdList(proxy).length;
+      const pipes0 = pipeCount(proxy);
+      const before = await backendBytes(proxy, 'raw');
+      await Promise.all(Array.from({ length: TUNNELS }, async (_, k) => {
+        const id = `${fault}-${k}`;
+        const s = await openTunnel(proxy.port, `/ws/${id}`);
+        const r = sink(s);
+        s.resume();
+        const w = pump(s, `up-${id}`, UP);
+        await h.withTimeout(w.done, WAIT_MS, `${id}: client sends`);
+        s.end();
+        await h.withTimeout(r.ended, WAIT_MS, `${id}: backend's bytes and FIN`);
+        await h.withTimeout(h.once(s, 'close', WAIT_MS, `${id}: closed`), WAIT_MS, `${id}: closed`);
+        const e = seen.get(id);
+        await h.withTimeout(e.r.ended, WAIT_MS, `${id}: backend sees the client's FIN`);
+        assert.equal(r.got, DOWN, `${id}: bytes to the client`);
+        assert.equal(r.digest, e.w.digest, `${id}: backend -> client bytes intact`);
+        assert.equal(e.r.got, UP, `${id}: bytes to the backend`);
+        assert.equal(e.r.digest, w.digest, `${id}: client -> backend bytes intact`);
+      }));
+      let after;
+      await h.until(async () => {
+        after = await backendBytes(proxy, 'raw');
+        return after.toBackend - before.toBackend >= TUNNELS * UP;
+      }, 5000 * h.SCALE, 'byte counters', POLL_MS);
+      assert.equal(after.toBackend - before.toBackend, TUNNELS * UP, 'stickyd_backend_to_backend_bytes_total');
+      const lines = proxy.stderr.filter((l) => SPLICE_UNAVAILABLE.test(l));
+      assert.equal(lines.length, 1, `one "tunnel splice unavailable" line per process: ${lines.join(' | ')}`);
+      assert.match(lines[0], new RegExp(`error=${error}`));
+      await waitFds(proxy, fd0, 'the tunnels');
+      assert.equal(pipeCount(proxy), pipes0, 'no pipe left behind');
+    }, { env: faultEnv(fault) });
+  });
+}
+
+test('t4. tunnel_splice: true, pipe-emfile-after-1 — no second pipe while the first holds stalled bytes: the other direction waits for it instead of failing, then every byte arrives', { timeout: 60000 }, async (t) => {
+  let flood = null;
+  let up = null;
+  let floodSocket = null;
+  const backend = rawWsBackend((s, p, rest) => {
+    floodSocket = s;
+    up = sink(s);
+    if (rest.length) s.unshift(rest);
+    flood = pump(s, 'flood-after-1', 0); // until stopped
+  });
+  await withRawProxy(t, true, backend, async (proxy) => {
+    const s = await openTunnel(proxy.port, '/ws/after-1'); // paused: the client does not read yet
+    await h.until(() => flood, h.T.http, 'flood started', POLL_MS);
+    const stalled = (w) => {
+      let polls = 0;
+      let last = -1;
+      return () => {
+        if (w.waiting && w.sent === last) polls++;
+        else polls = 0;
+        last = w.sent;
+        return polls >= 6;
+      };
+    };
+    // The backend -> client direction stalls with bytes in stickyd's only pipe.
+    await h.until(stalled(flood), WAIT_MS, 'the backend blocked by the paused client', POLL_MS);
+    // The client now sends more than the socket buffers hold: that direction would need a
+    // second pipe, which pipe2() refuses (EMFILE), so stickyd stops reading the client.
+    const w = pump(s, 'up-after-1', 0);
+    await h.until(stalled(w), WAIT_MS, 'the client blocked: stickyd waits for a pipe', POLL_MS);
+    assert.ok(!s.destroyed, 'the tunnel is still open');
+    const upAtStall = w.sent;
+    // The client reads: the pipe empties, the waiting direction moves again.
+    const floodAtResume = flood.sent;
+    const down = sink(s);
+    s.resume();
+    await h.until(() => w.sent > upAtStall + 4 * MB && flood.sent > floodAtResume + 4 * MB, WAIT_MS, 'both directions move again', POLL_MS);
+    w.stop();
+    flood.stop();
+    await h.withTimeout(Promise.all([w.done, flood.done]), WAIT_MS, 'pumps stopped');
+    s.end();
+    floodSocket.end();
+    await h.withTimeout(Promise.all([down.ended, up.ended]), WAIT_MS, 'both FINs');
+    t.diagnostic(`client stalled after ${(upAtStall / MB).toFixed(1)} MB up; ${(w.sent / MB).toFixed(1)} MB up, ${(flood.sent / MB).toFixed(1)} MB down in all`);
+    assert.equal(down.got, flood.sent, 'bytes to the client');
+    assert.equal(down.digest, flood.digest, 'backend -> client bytes intact');
+    assert.equal(up.got, w.sent, 'bytes to the backend');
+    assert.equal(up.digest, w.digest, 'client -> backend bytes intact');
+  }, { env: faultEnv('pipe-emfile-after-1') });
+});
