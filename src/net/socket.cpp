@@ -59,7 +59,6 @@ struct Socket::Splice {
   size_t in_pipe = 0;            // bytes read from `owner`, not yet written to `peer`
   int events = 0;                // what the poll handle watches now
   bool src_eof = false;          // `owner` sent its FIN
-  bool starved = false;          // no pipe to be had: reading waits until the peer's pipe empties
   bool moved = false;            // some byte went through (no going back to the copy path)
 };
 
@@ -460,13 +459,6 @@ void Socket::splice_pump() {
         if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
           read_err = -errno;
           if (splice_revert(read_err)) return;  // EMFILE and the like: the copy path needs no pipe
-          if ((read_err == -EMFILE || read_err == -ENFILE) && dst->splice_->in_pipe) {
-            // The other direction holds bytes in its pipe, so the copy path cannot take
-            // over yet: wait for that pipe to empty (it then comes back to the pool, or the
-            // revert works), instead of failing a working tunnel.
-            s.starved = true;
-            read_err = 0;
-          }
           break;
         }
         s.pipe_r = p[0];
@@ -518,7 +510,6 @@ void Socket::splice_pump() {
     on_read_error(read_err);
     return;
   }
-  if (s.in_pipe == 0 && dst->splice_) dst->splice_->starved = false;  // a pipe is free now
   splice_update();
   if (dst->splice_) dst->splice_update();
   if (s.src_eof && s.in_pipe == 0 && !eof_seen_) {
@@ -532,7 +523,7 @@ void Socket::splice_update() {
   Splice& s = *splice_;
   int want = 0;
   if (s.peer && s.peer->splice_) {
-    if (!s.src_eof && s.in_pipe == 0 && !s.starved) want |= UV_READABLE;  // else: backpressure
+    if (!s.src_eof && s.in_pipe == 0) want |= UV_READABLE;  // else: backpressure
     if (s.peer->splice_->in_pipe) want |= UV_WRITABLE;
   }
   if (want == s.events) return;
@@ -570,18 +561,43 @@ void Socket::poll_close_cb(uv_handle_t* h) {
   if (--self->open_handles_ == 0) self->on_closed();
 }
 
+namespace {
+// Reads back what a pipe holds (at most one pipe's capacity) so that the copy path can send it.
+bool drain_pipe(int pipe_r, size_t n, std::string& out) {
+  out.resize(n);
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(pipe_r, out.data() + got, n - got);
+    if (r > 0) {
+      got += static_cast<size_t>(r);
+    } else if (r < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return false;  // the bytes were counted as in the pipe: cannot happen short of a bug
+    }
+  }
+  return true;
+}
+}  // namespace
+
 bool Socket::splice_revert(int err) {
   Splice& s = *splice_;
   Socket* peer = s.peer;
   if (!peer || !peer->splice_) return false;
   Splice& p = *peer->splice_;
-  // The copy path can take over only with nothing in flight either way and no FIN seen (it
-  // would have to replay them). splice(2) refusing these fds (EINVAL, ENOSYS, EOPNOTSUPP) is
-  // believed only before any byte went through; running out of pipes (EMFILE, ENFILE) can
-  // happen at any time in a long tunnel, which then goes on without pipes.
+  // splice(2) refusing these fds (EINVAL, ENOSYS, EOPNOTSUPP) is believed only before any
+  // byte went through. Running out of pipes (EMFILE, ENFILE, ENOMEM) can happen at any time
+  // in a long tunnel: what the pipes hold is read back into memory and queued on the libuv
+  // streams, ahead of anything the copy path writes. A FIN already seen is not replayed by
+  // the copy path: such a tunnel fails instead (the caller reports the error).
   const bool pipe_shortage = err == -EMFILE || err == -ENFILE || err == -ENOMEM;
-  if ((!pipe_shortage && (s.moved || p.moved)) || s.in_pipe || p.in_pipe || s.src_eof || p.src_eof)
+  if (s.src_eof || p.src_eof) return false;
+  if (!pipe_shortage && (s.moved || p.moved || s.in_pipe || p.in_pipe)) return false;
+  std::string to_peer, to_self;  // bytes read from this socket / from the peer, not yet written
+  if ((s.in_pipe && !drain_pipe(s.pipe_r, s.in_pipe, to_peer)) ||
+      (p.in_pipe && !drain_pipe(p.pipe_r, p.in_pipe, to_self)))
     return false;
+  s.in_pipe = p.in_pipe = 0;
   static std::atomic<bool> logged{false};  // one line per process, not one per tunnel
   if (!logged.exchange(true, std::memory_order_relaxed))
     log::warn("tunnel splice unavailable", {{"error", uv_err_name(err)},
@@ -590,6 +606,14 @@ bool Socket::splice_revert(int err) {
   splice_refused_ = peer->splice_refused_ = true;
   splice_end();
   peer->splice_end();
+  if (!to_peer.empty() && !peer->send(to_peer)) {
+    peer->on_write_error(UV_EPIPE);
+    return true;
+  }
+  if (!to_self.empty() && !send(to_self)) {
+    on_write_error(UV_EPIPE);
+    return true;
+  }
   // The owners restart libuv reading (ClientConn::update_reading) from their drained hook.
   on_drained();
   if (!peer->closing_) peer->on_drained();
