@@ -95,6 +95,19 @@ function pump(s, seed, total) {
   return w;
 }
 
+// Resolves once the pump `w` has waited for 'drain' over several polls in a row, its byte
+// count unchanged: the receiving side has stopped taking bytes.
+function waitStalled(w, what) {
+  let polls = 0;
+  let last = -1;
+  return h.until(() => {
+    if (w.waiting && w.sent === last) polls++;
+    else polls = 0;
+    last = w.sent;
+    return polls >= 6;
+  }, WAIT_MS, what, POLL_MS);
+}
+
 // Hashes and counts what `s` receives; `ended` resolves on its FIN.
 function sink(s) {
   const r = { hash: crypto.createHash('sha256'), got: 0 };
@@ -308,15 +321,7 @@ for (const splice of [true, false]) {
 
       const s = await openTunnel(proxy.port, '/ws/flood'); // paused: the client does not read
       await h.until(() => flood, h.T.http, 'flood started', POLL_MS);
-      // Stalled: the backend has waited for 'drain' over several polls in a row.
-      let stalledPolls = 0;
-      let last = -1;
-      await h.until(() => {
-        if (flood.waiting && flood.sent === last) stalledPolls++;
-        else stalledPolls = 0;
-        last = flood.sent;
-        return stalledPolls >= 6;
-      }, WAIT_MS, 'the backend blocked by the slow client', POLL_MS);
+      await waitStalled(flood, 'the backend blocked by the slow client');
       const stalledAt = flood.sent;
       const rss1 = rssKiB(proxy);
       t.diagnostic(`splice ${splice}: backend blocked after ${(stalledAt / MB).toFixed(1)} MB; stickyd RSS ${rss0} -> ${rss1} KiB`);
@@ -456,14 +461,7 @@ test('t4. tunnel_splice: true, pipe-emfile-after-1 — no second pipe while the 
     const s = await openTunnel(proxy.port, '/ws/after-1'); // paused: the client does not read yet
     await h.until(() => flood, h.T.http, 'flood started', POLL_MS);
     // The backend -> client direction stalls with bytes in stickyd's only pipe.
-    let polls = 0;
-    let last = -1;
-    await h.until(() => {
-      if (flood.waiting && flood.sent === last) polls++;
-      else polls = 0;
-      last = flood.sent;
-      return polls >= 6;
-    }, WAIT_MS, 'the backend blocked by the paused client', POLL_MS);
+    await waitStalled(flood, 'the backend blocked by the paused client');
     assert.ok(pipeCount(proxy) >= pipes0 + 2, `a pipe holds the stalled bytes: ${fdList(proxy).join(' ')}`);
     // The client sends: that direction needs a second pipe, which pipe2() refuses (EMFILE).
     // The tunnel goes on through the copy path (the stalled pipe's bytes are read back and
