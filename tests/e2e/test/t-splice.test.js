@@ -224,78 +224,84 @@ async function withRawProxy(t, splice, backend, body, { env } = {}) {
 
 // ---------------------------------------------------------------------------------------
 
-for (const splice of [true, false]) {
-  test(`t1. tunnel_splice: ${splice} — MB both ways on raw tunnels, intact, exact byte counters, half-closes both orders`, { timeout: 60000 }, async (t) => {
-    const TUNNELS = 3;
-    const UP = 4 * MB + 12345; // client -> backend, per tunnel
-    const DOWN = 5 * MB + 777; // backend -> client, per tunnel
-    const seen = new Map(); // tunnel id -> {r (what the backend received), w (what it sent)}
-    const backend = rawWsBackend((s, path, rest) => {
-      const id = path.split('/').pop();
-      const clientFirst = path.startsWith('/ws/client-fin/');
-      const r = sink(s);
-      if (rest.length) s.unshift(rest);
-      const entry = { r, w: null };
-      seen.set(id, entry);
-      if (clientFirst) {
-        // Both ways at once; the client ends first; this side keeps sending after it and
-        // ends once its own bytes are out.
-        entry.w = pump(s, `down-${id}`, DOWN);
-        Promise.all([entry.w.done, r.ended]).then(() => s.end());
-      } else {
-        // This side sends and ends first; the client then still sends its bytes.
-        entry.w = pump(s, `down-${id}`, DOWN);
-        entry.w.done.then(() => s.end());
-      }
-    });
-    await withRawProxy(t, splice, backend, async (proxy) => {
-      // Baseline: one tunnel opened and closed.
-      const fd0 = fdList(proxy).length;
-      const before = await backendBytes(proxy, 'raw');
-      const runs = [];
-      for (let k = 0; k < TUNNELS; k++) {
-        const clientFirst = k % 2 === 0;
-        const id = `${splice}-${k}`;
-        runs.push((async () => {
-          const s = await openTunnel(proxy.port, `/ws/${clientFirst ? 'client-fin' : 'backend-fin'}/${id}`);
-          const r = sink(s);
-          s.resume();
-          let w;
-          if (clientFirst) {
-            w = pump(s, `up-${id}`, UP);
-            await h.withTimeout(w.done, WAIT_MS, `${id}: client sends`);
-            s.end(); // half-close: the backend must see the FIN while it still sends
-            await h.withTimeout(r.ended, WAIT_MS, `${id}: backend's bytes and FIN`);
-          } else {
-            await h.withTimeout(r.ended, WAIT_MS, `${id}: backend's bytes and FIN first`);
-            w = pump(s, `up-${id}`, UP); // the tunnel is half-closed: this way still works
-            await h.withTimeout(w.done, WAIT_MS, `${id}: client sends after the backend's FIN`);
-            s.end();
-          }
-          await h.withTimeout(h.once(s, 'close', WAIT_MS, `${id}: closed`), WAIT_MS, `${id}: closed`);
-          const e = seen.get(id);
-          await h.withTimeout(e.r.ended, WAIT_MS, `${id}: backend sees the client's FIN`);
-          assert.equal(r.got, DOWN, `${id}: bytes to the client`);
-          assert.equal(r.digest, e.w.digest, `${id}: backend -> client bytes intact`);
-          assert.equal(e.r.got, UP, `${id}: bytes to the backend`);
-          assert.equal(e.r.digest, w.digest, `${id}: client -> backend bytes intact`);
-        })());
-      }
-      await Promise.all(runs);
-      // Counters: exactly the tunnelled bytes (plus the 101 heads towards the client).
-      let after;
-      await h.until(async () => {
-        after = await backendBytes(proxy, 'raw');
-        return after.toBackend - before.toBackend >= TUNNELS * UP;
-      }, 5000 * h.SCALE, 'byte counters', POLL_MS);
-      assert.equal(after.toBackend - before.toBackend, TUNNELS * UP, 'stickyd_backend_to_backend_bytes_total');
-      const toClient = after.toClient - before.toClient;
-      assert.ok(toClient >= TUNNELS * DOWN && toClient <= TUNNELS * (DOWN + 200), `stickyd_backend_to_client_bytes_total ${toClient} vs ${TUNNELS * DOWN}`);
-      const m = await proxy.metrics();
-      assert.equal(m.get('stickyd_backend_tunnels_open', { backend: 'raw' }), 0, 'no tunnel left open');
-      await waitFds(proxy, fd0, 'the tunnels');
-    });
+// Several MB both ways at once on 3 raw tunnels, half-closed in both orders (the client's FIN
+// first on even tunnels, the backend's on odd ones): every byte checked, the byte counters
+// exact, fds back to their baseline; then `extraChecks(proxy, {pipes0})` for the caller's.
+async function bothWaysWithHalfCloses(t, splice, { env, idPrefix = String(splice), extraChecks } = {}) {
+  const TUNNELS = 3;
+  const UP = 4 * MB + 12345; // client -> backend, per tunnel
+  const DOWN = 5 * MB + 777; // backend -> client, per tunnel
+  const seen = new Map(); // tunnel id -> {r (what the backend received), w (what it sent)}
+  const backend = rawWsBackend((s, path, rest) => {
+    const id = path.split('/').pop();
+    const clientFirst = path.startsWith('/ws/client-fin/');
+    const r = sink(s);
+    if (rest.length) s.unshift(rest);
+    const entry = { r, w: null };
+    seen.set(id, entry);
+    if (clientFirst) {
+      // Both ways at once; the client ends first; this side keeps sending after it and
+      // ends once its own bytes are out.
+      entry.w = pump(s, `down-${id}`, DOWN);
+      Promise.all([entry.w.done, r.ended]).then(() => s.end());
+    } else {
+      // This side sends and ends first; the client then still sends its bytes.
+      entry.w = pump(s, `down-${id}`, DOWN);
+      entry.w.done.then(() => s.end());
+    }
   });
+  await withRawProxy(t, splice, backend, async (proxy) => {
+    const fd0 = fdList(proxy).length;
+    const pipes0 = pipeCount(proxy); // libuv's own (signals, wakeups)
+    const before = await backendBytes(proxy, 'raw');
+    const runs = [];
+    for (let k = 0; k < TUNNELS; k++) {
+      const clientFirst = k % 2 === 0;
+      const id = `${idPrefix}-${k}`;
+      runs.push((async () => {
+        const s = await openTunnel(proxy.port, `/ws/${clientFirst ? 'client-fin' : 'backend-fin'}/${id}`);
+        const r = sink(s);
+        s.resume();
+        let w;
+        if (clientFirst) {
+          w = pump(s, `up-${id}`, UP);
+          await h.withTimeout(w.done, WAIT_MS, `${id}: client sends`);
+          s.end(); // half-close: the backend must see the FIN while it still sends
+          await h.withTimeout(r.ended, WAIT_MS, `${id}: backend's bytes and FIN`);
+        } else {
+          await h.withTimeout(r.ended, WAIT_MS, `${id}: backend's bytes and FIN first`);
+          w = pump(s, `up-${id}`, UP); // the tunnel is half-closed: this way still works
+          await h.withTimeout(w.done, WAIT_MS, `${id}: client sends after the backend's FIN`);
+          s.end();
+        }
+        await h.withTimeout(h.once(s, 'close', WAIT_MS, `${id}: closed`), WAIT_MS, `${id}: closed`);
+        const e = seen.get(id);
+        await h.withTimeout(e.r.ended, WAIT_MS, `${id}: backend sees the client's FIN`);
+        assert.equal(r.got, DOWN, `${id}: bytes to the client`);
+        assert.equal(r.digest, e.w.digest, `${id}: backend -> client bytes intact`);
+        assert.equal(e.r.got, UP, `${id}: bytes to the backend`);
+        assert.equal(e.r.digest, w.digest, `${id}: client -> backend bytes intact`);
+      })());
+    }
+    await Promise.all(runs);
+    // Counters: exactly the tunnelled bytes (plus the 101 heads towards the client).
+    let after;
+    await h.until(async () => {
+      after = await backendBytes(proxy, 'raw');
+      return after.toBackend - before.toBackend >= TUNNELS * UP;
+    }, 5000 * h.SCALE, 'byte counters', POLL_MS);
+    assert.equal(after.toBackend - before.toBackend, TUNNELS * UP, 'stickyd_backend_to_backend_bytes_total');
+    const toClient = after.toClient - before.toClient;
+    assert.ok(toClient >= TUNNELS * DOWN && toClient <= TUNNELS * (DOWN + 200), `stickyd_backend_to_client_bytes_total ${toClient} vs ${TUNNELS * DOWN}`);
+    const m = await proxy.metrics();
+    assert.equal(m.get('stickyd_backend_tunnels_open', { backend: 'raw' }), 0, 'no tunnel left open');
+    await waitFds(proxy, fd0, 'the tunnels');
+    if (extraChecks) await extraChecks(proxy, { pipes0 });
+  }, { env });
+}
+
+for (const splice of [true, false]) {
+  test(`t1. tunnel_splice: ${splice} — MB both ways on raw tunnels, intact, exact byte counters, half-closes both orders`, { timeout: 60000 }, (t) => bothWaysWithHalfCloses(t, splice));
 
   test(`t2. tunnel_splice: ${splice} — slow reader: the flood waits in the kernel, stickyd's RSS stays bounded, then every byte arrives`, { timeout: 60000 }, async (t) => {
     let flood = null;
@@ -395,53 +401,17 @@ function faultEnv(fault) {
 const SPLICE_UNAVAILABLE = /tunnel splice unavailable/;
 
 for (const [fault, error] of [['splice-einval', 'EINVAL'], ['pipe-emfile', 'EMFILE']]) {
-  test(`t4. tunnel_splice: true, ${fault} — tunnels fall back to the copy path: bytes intact both ways, counters exact, one log line`, { timeout: 60000 }, async (t) => {
-    const TUNNELS = 2;
-    const UP = 2 * MB + 4321;
-    const DOWN = 3 * MB + 99;
-    const seen = new Map();
-    const backend = rawWsBackend((s, p, rest) => {
-      const id = p.split('/').pop();
-      const r = sink(s);
-      if (rest.length) s.unshift(rest);
-      const w = pump(s, `down-${id}`, DOWN);
-      seen.set(id, { r, w });
-      Promise.all([w.done, r.ended]).then(() => s.end());
-    });
-    await withRawProxy(t, true, backend, async (proxy) => {
-      const fd0 = fdList(proxy).length;
-      const pipes0 = pipeCount(proxy);
-      const before = await backendBytes(proxy, 'raw');
-      await Promise.all(Array.from({ length: TUNNELS }, async (_, k) => {
-        const id = `${fault}-${k}`;
-        const s = await openTunnel(proxy.port, `/ws/${id}`);
-        const r = sink(s);
-        s.resume();
-        const w = pump(s, `up-${id}`, UP);
-        await h.withTimeout(w.done, WAIT_MS, `${id}: client sends`);
-        s.end();
-        await h.withTimeout(r.ended, WAIT_MS, `${id}: backend's bytes and FIN`);
-        await h.withTimeout(h.once(s, 'close', WAIT_MS, `${id}: closed`), WAIT_MS, `${id}: closed`);
-        const e = seen.get(id);
-        await h.withTimeout(e.r.ended, WAIT_MS, `${id}: backend sees the client's FIN`);
-        assert.equal(r.got, DOWN, `${id}: bytes to the client`);
-        assert.equal(r.digest, e.w.digest, `${id}: backend -> client bytes intact`);
-        assert.equal(e.r.got, UP, `${id}: bytes to the backend`);
-        assert.equal(e.r.digest, w.digest, `${id}: client -> backend bytes intact`);
-      }));
-      let after;
-      await h.until(async () => {
-        after = await backendBytes(proxy, 'raw');
-        return after.toBackend - before.toBackend >= TUNNELS * UP;
-      }, 5000 * h.SCALE, 'byte counters', POLL_MS);
-      assert.equal(after.toBackend - before.toBackend, TUNNELS * UP, 'stickyd_backend_to_backend_bytes_total');
-      const lines = proxy.stderr.filter((l) => SPLICE_UNAVAILABLE.test(l));
-      assert.equal(lines.length, 1, `one "tunnel splice unavailable" line per process: ${lines.join(' | ')}`);
-      assert.match(lines[0], new RegExp(`error=${error}`));
-      await waitFds(proxy, fd0, 'the tunnels');
-      assert.equal(pipeCount(proxy), pipes0, 'no pipe left behind');
-    }, { env: faultEnv(fault) });
-  });
+  test(`t4. tunnel_splice: true, ${fault} — tunnels fall back to the copy path: t1's bytes, half-closes and counters, one log line`, { timeout: 60000 }, (t) =>
+    bothWaysWithHalfCloses(t, true, {
+      env: faultEnv(fault),
+      idPrefix: fault,
+      extraChecks: (proxy, { pipes0 }) => {
+        const lines = proxy.stderr.filter((l) => SPLICE_UNAVAILABLE.test(l));
+        assert.equal(lines.length, 1, `one "tunnel splice unavailable" line per process: ${lines.join(' | ')}`);
+        assert.match(lines[0], new RegExp(`error=${error}`));
+        assert.equal(pipeCount(proxy), pipes0, 'no pipe left behind');
+      },
+    }));
 }
 
 test('t4. tunnel_splice: true, pipe-emfile-after-1 — no second pipe while the first holds stalled bytes: the tunnel moves to the copy path mid-stream, the pipe\'s bytes first, and every byte arrives', { timeout: 60000 }, async (t) => {
