@@ -585,19 +585,19 @@ bool Socket::splice_revert(int err) {
   Socket* peer = s.peer;
   if (!peer || !peer->splice_) return false;
   Splice& p = *peer->splice_;
-  // splice(2) refusing these fds (EINVAL, ENOSYS, EOPNOTSUPP) is believed only before any
-  // byte went through. Running out of pipes (EMFILE, ENFILE, ENOMEM) can happen at any time
-  // in a long tunnel: what the pipes hold is read back into memory and queued on the libuv
-  // streams, ahead of anything the copy path writes. A FIN already seen is not replayed by
-  // the copy path: such a tunnel fails instead (the caller reports the error).
+  // Called when reading from this socket failed, so its own pipe is empty (it is only read
+  // into when empty). splice(2) refusing these fds (EINVAL, ENOSYS, EOPNOTSUPP) is believed
+  // only before any byte went through. Running out of pipes (EMFILE, ENFILE, ENOMEM) can
+  // happen at any time in a long tunnel: what the peer's pipe holds is read back into memory
+  // and queued on this socket's libuv stream, ahead of anything the copy path writes. A FIN
+  // already seen is not replayed by the copy path: such a tunnel fails instead (the caller
+  // reports the error).
   const bool pipe_shortage = err == -EMFILE || err == -ENFILE || err == -ENOMEM;
-  if (s.src_eof || p.src_eof) return false;
-  if (!pipe_shortage && (s.moved || p.moved || s.in_pipe || p.in_pipe)) return false;
-  std::string to_peer, to_self;  // bytes read from this socket / from the peer, not yet written
-  if ((s.in_pipe && !drain_pipe(s.pipe_r, s.in_pipe, to_peer)) ||
-      (p.in_pipe && !drain_pipe(p.pipe_r, p.in_pipe, to_self)))
-    return false;
-  s.in_pipe = p.in_pipe = 0;
+  if (s.in_pipe || s.src_eof || p.src_eof) return false;
+  if (!pipe_shortage && (s.moved || p.moved || p.in_pipe)) return false;
+  std::string to_self;  // read from the peer, not yet written to this socket
+  if (p.in_pipe && !drain_pipe(p.pipe_r, p.in_pipe, to_self)) return false;
+  p.in_pipe = 0;
   static std::atomic<bool> logged{false};  // one line per process, not one per tunnel
   if (!logged.exchange(true, std::memory_order_relaxed))
     log::warn("tunnel splice unavailable", {{"error", uv_err_name(err)},
@@ -606,10 +606,6 @@ bool Socket::splice_revert(int err) {
   splice_refused_ = peer->splice_refused_ = true;
   splice_end();
   peer->splice_end();
-  if (!to_peer.empty() && !peer->send(to_peer)) {
-    peer->on_write_error(UV_EPIPE);
-    return true;
-  }
   if (!to_self.empty() && !send(to_self)) {
     on_write_error(UV_EPIPE);
     return true;
