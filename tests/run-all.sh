@@ -82,6 +82,12 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
     else
       asan_failed=$((asan_failed + 1))
     fi
+    if grep -aq '^not ok' "$asan_log"; then
+      # Only ok/not ok lines were shown above: give each failure its context (the harness's
+      # diagnostics before it, the TAP block after it).
+      echo "run-all: sanitizer end-to-end failures, with context:" >&2
+      grep -a -B 120 -A 30 '^not ok' "$asan_log" | tail -n 600 >&2
+    fi
     rm -f "$asan_log"
     if compgen -G "$reports/*" >/dev/null; then
       echo "run-all: sanitizer reports:" >&2

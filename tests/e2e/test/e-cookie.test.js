@@ -102,7 +102,7 @@ test('e. proxy-injected cookie: exact Set-Cookie, cookie-only routing, real clie
     await env.stopProxy();
     const stats = await env.stats();
     await h.assertClientsSticky(results, env.cluster, { transport: 'websocket', protocol: 4 });
-    h.assertNodesClean(stats);
+    h.assertNodesClean(stats, results);
     // The clients' cookie jar kept the injected cookie and sent it back.
     const withCookie = h.sum(stats, (s) => s.withIoCookie) - cookieRequestsBefore;
     t.diagnostic(`real clients' engine requests carrying an io cookie: ${withCookie}`);

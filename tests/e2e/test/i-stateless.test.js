@@ -107,7 +107,7 @@ test('i. two stateless replicas behind an L4 relay: real v4/v2 clients, no table
     await relay.close();
     const stats = await env.stats();
     await h.assertClientsSticky(results, env.cluster, { nodeSid: h.untag });
-    const late = h.assertNodesCleanAtShutdown(stats, results, { nodeSid: h.untag });
+    const late = h.assertNodesClean(stats, results, { nodeSid: h.untag });
     if (late.length) t.diagnostic(`close packet overtook a last poll (other replica): ${late.length}`);
     for (const r of results) {
       assert.match(r.engineIdStart, TAGGED, `client ${r.index} (${kinds[r.index]}) got an untagged sid`);
@@ -314,7 +314,7 @@ test('i. backend-made tags (generateId): a proxy that never saw the handshake ro
       await relay.close();
       const stats = await env.stats();
       await h.assertClientsSticky(results, env.cluster, { messages: 6 });
-      const late = h.assertNodesCleanAtShutdown(stats, results);
+      const late = h.assertNodesClean(stats, results);
       for (const r of results) assert.equal(h.tagOf(r.engineIdStart), r.nodes[0]);
       const bTag = B.accessLog().filter((e) => e.via === 'tag' && e.key === 'sid');
       assert.ok(bTag.length >= sessions.length * 5, `B routed ${bTag.length} requests by the nodes' tags`);

@@ -134,7 +134,7 @@ test('j. insert + indirect + nocache + httponly: exact Set-Cookie, cookie-only r
     await env.stopProxy();
     const stats = await env.stats();
     await h.assertClientsSticky(results, env.cluster, { transport: 'websocket', protocol: 4 });
-    h.assertNodesClean(stats);
+    h.assertNodesClean(stats, results);
     for (const r of results) assert.equal(jars.get(r.index), VALUES[r.nodes[0]], `client ${r.index} (on ${r.nodes[0]}): SERVERID in its jar`);
     for (const s of Object.values(stats)) assert.equal(s.cookieNames.SERVERID, undefined, `node ${s.node} saw a SERVERID cookie (indirect)`);
     assert.ok(h.sum(stats, (s) => s.withIoCookie) >= results.length, 'the io cookie still reaches the nodes');
@@ -224,7 +224,7 @@ test('j. prefix mode on the io cookie: client sees io=<value>~<sid>, the node it
     await env.stopProxy();
     const stats = await env.stats();
     await h.assertClientsSticky(results, env.cluster, { transport: 'websocket', protocol: 4 });
-    h.assertNodesClean(stats);
+    h.assertNodesClean(stats, results);
     for (const r of results) assert.equal(jars.get(r.index), `${VALUES[r.nodes[0]]}~${r.engineIdStart}`, `client ${r.index}: io cookie in the jar`);
     assert.ok(h.sum(stats, (s) => s.withIoCookie) >= results.length, 'clients sent the io cookie');
     for (const s of Object.values(stats)) {

@@ -75,7 +75,7 @@ test('o. headers.handshake / headers.all, and the JSON access log of real traffi
     const results = await h.runClients((i) => h.makeClient(i % 3 === 2 ? 'v2' : 'v4', env.url, { withCredentials: true, query: { c: String(i) } }));
     await env.stopProxy();
     await h.assertClientsSticky(results, env.cluster);
-    h.assertNodesClean(await env.stats());
+    h.assertNodesClean(await env.stats(), results);
 
     // The access log: every line is JSON with the fields, each of our requests as routed.
     const log = env.proxy.accessLog();

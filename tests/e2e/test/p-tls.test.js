@@ -59,7 +59,7 @@ async function finish(env, results, opts) {
   await env.stopProxy();
   const stats = await env.stats();
   await h.assertClientsSticky(results, env.cluster, opts);
-  h.assertNodesClean(stats);
+  h.assertNodesClean(stats, results);
   return stats;
 }
 

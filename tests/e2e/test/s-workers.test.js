@@ -64,7 +64,7 @@ test('s1. workers: 2 — one session, requests on fresh connections over both wo
     await env.stopProxy();
     const stats = await env.stats();
     await h.assertClientsSticky(results, env.cluster);
-    h.assertNodesClean(stats);
+    h.assertNodesClean(stats, results);
   });
 });
 
