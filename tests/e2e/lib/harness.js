@@ -1377,7 +1377,6 @@ async function assertClientsSticky(results, cluster, { messages = WORKLOAD.messa
   return owners;
 }
 
-// Node-side checks: no "Session ID unknown" and no request with a sid the node never created.
 // Sorts every "Session ID unknown" a node answered: `late` = a request for a session that
 // this very node created and had already closed (e.g. its held poll was cut when a proxy
 // died: the client's next request, correctly routed, finds it gone); `other` = everything
