@@ -15,6 +15,10 @@
 #      method): sticky polls at LAT_RATE/s and handshakes at LAT_HS_RATE/s, p50/p99/p99.9
 #      measured from each request's intended send time
 #   6. build/tests/bench/affinity_bench (1M sessions) output, if built
+# Test 1 also runs build/tests/bench/floor_relay (FLOOR=1): a relay that copies bytes between
+# each client connection and its own connection to node 1 with no HTTP at all, so the same 4
+# syscalls per poll and nothing else; its CPU per poll is the floor of this machine's kernel
+# under any user-space proxy, shown as a reference column.
 # Proxy CPU is utime+stime from /proc/<pid>/stat (clock ticks, usually 10 ms) over the test;
 # RSS is VmRSS from /proc/<pid>/status. Polling backends: nginx (backends/nginx.conf, one
 # worker, 3 server blocks); websocket backends: Node `ws` (compare_ws.js). HAProxy runs with
@@ -28,6 +32,7 @@
 # PIN (1 = pin every proxy measured to CPUs 1..n-1 and the backends and load generators to CPU 0,
 # so that the proxy never waits for a core the load holds: steadier CPU-per-MB figures),
 # TESTS (which tests run: default "http lat idle push"; http = tests 1 and 2),
+# FLOOR (1 = also run floor_relay in test 1; FLOOR_BIN, default build/tests/bench/floor_relay),
 # KEEP (1 = keep the work directory with configs and logs).
 # Everything binds to 127.0.0.1, every step is bounded by `timeout`, and every process the
 # script starts is stopped by its pid on exit.
@@ -56,6 +61,8 @@ LAT_WARMUP="${LAT_WARMUP:-1s}"
 LAT_CONNS="${LAT_CONNS:-50}"
 FIXED_RATE_BIN="${FIXED_RATE_BIN:-$REPO/build/tests/bench/fixed_rate}"
 PIN="${PIN:-0}"
+FLOOR="${FLOOR:-1}"
+FLOOR_BIN="${FLOOR_BIN:-$REPO/build/tests/bench/floor_relay}"
 TESTS=" ${TESTS:-http lat idle push} "
 [ "$LAT" = 1 ] || TESTS="${TESTS/ lat / }"
 want() { [[ "$TESTS" == *" $1 "* ]]; }
@@ -69,6 +76,9 @@ fi
 for bin in "$STICKYD_BIN" haproxy nginx wrk node curl; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "$bin" ] || { echo "missing: $bin" >&2; exit 1; }
 done
+if [ "$FLOOR" = 1 ] && want http && [ ! -x "$FLOOR_BIN" ]; then
+  echo "missing: $FLOOR_BIN (ninja -C build, or FLOOR=0 to skip the floor column)" >&2; exit 1
+fi
 if want lat && [ ! -x "$FIXED_RATE_BIN" ]; then
   echo "missing: $FIXED_RATE_BIN (ninja -C build, or LAT=0 to skip test 5)" >&2; exit 1
 fi
@@ -78,6 +88,7 @@ W1=$((BASE_PORT + 21)); W2=$((BASE_PORT + 22)); W3=$((BASE_PORT + 23))     # nod
 SP=$((BASE_PORT + 10)); HP=$((BASE_PORT + 11))                             # polling proxies
 SW=$((BASE_PORT + 12)); HW=$((BASE_PORT + 13))                             # ws proxies
 NP=$((BASE_PORT + 14)); NW=$((BASE_PORT + 15))                             # nginx proxy
+FP=$((BASE_PORT + 16))                                                     # floor_relay
 
 WORK="$(mktemp -d /tmp/stickyd-compare.XXXXXX)"
 mkdir -p "$WORK/tmp"
@@ -110,7 +121,7 @@ port_free() { # port: exit if something already listens there
 }
 subst() { sed "s#@DIR@#$WORK#g;s/@PORT@/$2/;s/@P1@/$P1/;s/@P2@/$P2/;s/@P3@/$P3/;s/@W1@/$W1/;s/@W2@/$W2/;s/@W3@/$W3/;s/@MODE@/$3/;s/@WPORT@/$NW/" "$1"; }
 
-for p in $P1 $P2 $P3 $W1 $W2 $W3 $SP $HP $SW $HW $NP $NW; do port_free "$p"; done
+for p in $P1 $P2 $P3 $W1 $W2 $W3 $SP $HP $SW $HW $NP $NW $FP; do port_free "$p"; done
 
 # ---- backends -------------------------------------------------------------------------------
 subst "$HERE/backends/nginx.conf" 0 x >"$WORK/nginx.conf"
@@ -190,6 +201,15 @@ if [ "$NGINX" = 1 ]; then
   N_PID=$(child_of "$(child_of "$N_TO")")   # timeout -> master -> the one worker (measured)
 fi
 
+F_PID=""
+if [ "$FLOOR" = 1 ] && want http; then
+  cmdlog "build/tests/bench/floor_relay $FP $P1"
+  timeout 1800 "${PROXY_ON[@]}" "$FLOOR_BIN" "$FP" "$P1" >"$WORK/floor.log" 2>&1 &
+  PIDS+=($!); F_TO=$!
+  wait_port "$FP"
+  F_PID=$(child_of "$F_TO")
+fi
+
 # ---- results --------------------------------------------------------------------------------
 declare -A R   # R[metric|proxy|round] = value
 METRICS=()
@@ -251,6 +271,9 @@ if want http; then
   for ROUND in $(seq 1 "$ROUNDS"); do
     run_wrk poll stickyd "$S_PID" "http://127.0.0.1:$SP/socket.io/?EIO=4&transport=polling&sid=$S_SID" "Cookie: $S_COOKIE"
     run_wrk poll haproxy "$H_PID" "http://127.0.0.1:$HP/socket.io/?EIO=4&transport=polling&sid=$H_SID" "Cookie: $H_COOKIE"
+    if [ -n "$F_PID" ]; then
+      run_wrk poll floor "$F_PID" "http://127.0.0.1:$FP/socket.io/?EIO=4&transport=polling&sid=$S_SID" "Cookie: $S_COOKIE"
+    fi
     run_wrk handshake stickyd "$S_PID" "http://127.0.0.1:$SP/socket.io/?EIO=4&transport=polling"
     run_wrk handshake haproxy "$H_PID" "http://127.0.0.1:$HP/socket.io/?EIO=4&transport=polling"
     if [ -n "$N_PID" ]; then
@@ -381,13 +404,16 @@ echo "stickyd vs HAProxy $(haproxy -v | head -1 | awk '{print $3}') -- $(date -u
 echo "wrk -c $CONNS -t $THREADS -d $DURATION; $ROUNDS round(s), mean shown; tunnels $TUNNELS; push ${PUSH_MB} MB / $PUSH_CONNS tunnels / ${PUSH_FRAME_KB} KB frames; tests:$TESTS"
 [ "$PIN" = 1 ] && echo "pinned: proxies on CPUs ${PROXY_ON[2]}, backends and load generators on CPU 0"
 want lat && echo "fixed: open-loop fixed_rate over $LAT_CONNS connections, $LAT_WARMUP warm-up + $LAT_DURATION measured; latency from the intended send time"
-printf '%-46s %12s %12s %10s %12s\n' metric stickyd haproxy ratio "nginx(ref)"
+printf '%-46s %12s %12s %10s %12s %12s %12s\n' metric stickyd haproxy ratio "nginx(ref)" "floor(ref)" "floor/hap"
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 for m in "${METRICS[@]}"; do
-  a=$(mean "$m" stickyd); b=$(mean "$m" haproxy); c=$(mean "$m" nginx)
-  ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }')
-  printf '%-46s %12s %12s %10s %12s\n' "$m" "$a" "$b" "$ratio" "$c"
+  a=$(mean "$m" stickyd); b=$(mean "$m" haproxy); c=$(mean "$m" nginx); f=$(mean "$m" floor)
+  printf '%-46s %12s %12s %10s %12s %12s %12s\n' "$m" "$a" "$b" "$(div "$a" "$b")" "$c" "$f" "$(div "$f" "$b")"
 done
-echo "ratio = stickyd / haproxy. nginx(ref): hash \$arg_sid proxy, not Engine.IO-sticky (no cookie, handshake"
+echo "ratio = stickyd / haproxy. floor(ref): floor_relay, bytes copied with no HTTP (test 1 only):"
+echo "the least CPU per poll a proxy making the same syscalls (one read, one write per message) can"
+echo "spend on this machine; floor/hap = the best ratio such a proxy can reach."
+echo "nginx(ref): hash \$arg_sid proxy, not Engine.IO-sticky (no cookie, handshake"
 echo "not learnt), its worker process measured; the nginx poll run sends the sid without a cookie."
 echo
 echo "haproxy stick table (polling): $HT"
