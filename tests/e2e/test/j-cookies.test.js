@@ -32,6 +32,22 @@ const jarValue = (client, name) => {
   return c ? c.value : undefined;
 };
 
+// h.runClients with v4 clients that keep a cookie jar; jars maps each client's index to the
+// value of cookie `name` in its jar when it closes.
+async function runClientsWithJars(env, name) {
+  const jars = new Map();
+  const results = await h.runClients((i) => {
+    const c = h.makeClient('v4', env.url, { withCredentials: true, query: { c: String(i) } });
+    const close = c.close;
+    c.close = () => {
+      jars.set(i, jarValue(c, name));
+      close();
+    };
+    return c;
+  });
+  return { results, jars };
+}
+
 // HAProxy's date field, written here from HAProxy's source (src/proto_http.c, base64.c):
 // s30tob64((date.tv_sec + 3) >> 2) with the standard base64 alphabet, 5 digits.
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -121,16 +137,7 @@ test('j. insert + indirect + nocache + httponly: exact Set-Cookie, cookie-only r
 
     // 4. 30 real clients (polling + upgrade, cookie jar): sticky, and the jar holds the SERVERID
     //    of the node that served the client.
-    const jars = new Map();
-    const results = await h.runClients((i) => {
-      const c = h.makeClient('v4', env.url, { withCredentials: true, query: { c: String(i) } });
-      const close = c.close;
-      c.close = () => {
-        jars.set(i, jarValue(c, 'SERVERID'));
-        close();
-      };
-      return c;
-    });
+    const { results, jars } = await runClientsWithJars(env, 'SERVERID');
     await env.stopProxy();
     const stats = await env.stats();
     await h.assertClientsSticky(results, env.cluster, { transport: 'websocket', protocol: 4 });
@@ -211,16 +218,7 @@ test('j. prefix mode on the io cookie: client sees io=<value>~<sid>, the node it
       await raw.close();
     }
     // Real clients with a cookie jar.
-    const jars = new Map();
-    const results = await h.runClients((i) => {
-      const c = h.makeClient('v4', env.url, { withCredentials: true, query: { c: String(i) } });
-      const close = c.close;
-      c.close = () => {
-        jars.set(i, jarValue(c, 'io'));
-        close();
-      };
-      return c;
-    });
+    const { results, jars } = await runClientsWithJars(env, 'io');
     await env.stopProxy();
     const stats = await env.stats();
     await h.assertClientsSticky(results, env.cluster, { transport: 'websocket', protocol: 4 });
