@@ -17,8 +17,8 @@
 #   6. build/tests/bench/affinity_bench (1M sessions) output, if built
 # Test 1 also runs build/tests/bench/floor_relay (FLOOR=1): a relay that copies bytes between
 # each client connection and its own connection to node 1 with no HTTP at all, so the same 4
-# syscalls per poll and nothing else; its CPU per poll is the floor of this machine's kernel
-# under any user-space proxy, shown as a reference column.
+# syscalls per poll and nothing else; its CPU per poll is the floor this machine's kernel puts
+# under any proxy making one syscall per read and per write, shown as a reference column.
 # Proxy CPU is utime+stime from /proc/<pid>/stat (clock ticks, usually 10 ms) over the test;
 # RSS is VmRSS from /proc/<pid>/status. Polling backends: nginx (backends/nginx.conf, one
 # worker, 3 server blocks); websocket backends: Node `ws` (compare_ws.js). HAProxy runs with

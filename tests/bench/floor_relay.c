@@ -5,8 +5,9 @@
 // backend, and bytes are copied both ways with one read() and one write() per readiness
 // event (epoll, level-triggered, one thread). Per sticky poll that is the same 4 syscalls
 // and the same 4 TCP segments stickyd and HAProxy make (strace, nstat), with no parsing,
-// routing, timers or buffering. Its CPU per request is what the syscalls alone cost; a real
-// proxy can only be slower. Benchmark tool only: no partial-write queueing beyond a small
+// routing, timers or buffering. Its CPU per request is what the syscalls alone cost; a proxy
+// making the same syscalls can only be slower (one batching its writes, e.g. with io_uring,
+// could go below it). Benchmark tool only: no partial-write queueing beyond a small
 // per-connection carry buffer, no timeouts, exits on the first error it does not expect.
 //
 //   floor_relay LISTEN_PORT BACKEND_PORT      (both on 127.0.0.1)
