@@ -1,5 +1,5 @@
 // floor_relay: the cheapest possible proxy for compare.sh's poll test, to measure the floor
-// that the kernel puts under any user-space HTTP/1.1 proxy on this machine.
+// that the kernel puts under a readiness-I/O HTTP/1.1 proxy (epoll, read, write) on this machine.
 //
 // It does no HTTP at all: each accepted connection gets its own connection to one fixed
 // backend, and bytes are copied both ways with one read() and one write() per readiness
