@@ -124,6 +124,18 @@ function sink(s) {
   return r;
 }
 
+// The stalled client `s` reads again: returns its sink once the pump `flood` (writing to the
+// other end of the tunnel) has moved 4 MB further and been stopped.
+async function resumeFlood(s, flood) {
+  const from = flood.sent;
+  const r = sink(s);
+  s.resume();
+  await h.until(() => flood.sent > from + 4 * MB, WAIT_MS, 'the flood moves again', POLL_MS);
+  flood.stop();
+  await h.withTimeout(flood.done, WAIT_MS, 'flood stopped');
+  return r;
+}
+
 // A raw backend: answers any upgrade request with a 101, then calls onTunnel(socket, path, rest).
 function rawWsBackend(onTunnel) {
   const sockets = new Set();
@@ -337,11 +349,7 @@ for (const splice of [true, false]) {
       else assert.equal(pipeCount(proxy), pipes0, 'no pipe on the copy path');
 
       // The client reads again: everything arrives, in order, until the backend's FIN.
-      const r = sink(s);
-      s.resume();
-      await h.until(() => flood.sent > stalledAt + 4 * MB, WAIT_MS, 'the flood moves again', POLL_MS);
-      flood.stop();
-      await h.withTimeout(flood.done, WAIT_MS, 'flood stopped');
+      const r = await resumeFlood(s, flood);
       floodSocket.end();
       await h.withTimeout(r.ended, WAIT_MS, 'every flooded byte and the FIN');
       assert.equal(r.got, flood.sent, 'flooded bytes received');
@@ -445,11 +453,7 @@ test('t4. tunnel_splice: true, pipe-emfile-after-1 — no second pipe while the 
     assert.match(lines[0], /error=EMFILE/);
     // The client reads: the bytes that were in the pipe come first, then the rest of the flood.
     const floodAtResume = flood.sent;
-    const down = sink(s);
-    s.resume();
-    await h.until(() => flood.sent > floodAtResume + 4 * MB, WAIT_MS, 'the flood moves again', POLL_MS);
-    flood.stop();
-    await h.withTimeout(flood.done, WAIT_MS, 'flood stopped');
+    const down = await resumeFlood(s, flood);
     s.end();
     floodSocket.end();
     await h.withTimeout(Promise.all([down.ended, up.ended]), WAIT_MS, 'both FINs');
