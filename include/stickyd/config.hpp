@@ -222,6 +222,9 @@ struct Config {
   uint32_t workers = 0;
   // Plain (non-TLS) websocket tunnels move bytes with splice(2), kernel-side, on Linux.
   bool tunnel_splice = true;
+  // The small writes of one loop iteration go to the kernel in one io_uring_enter (Linux);
+  // false, or io_uring unavailable: one write(2) each.
+  bool batch_writes = true;
   Millis shutdown_grace{30000};  // SIGTERM: in-flight requests and tunnels get this long
   // Drop privileges after binding (numeric ids resolved at load; -1 = unchanged).
   std::string user, group;

@@ -28,6 +28,8 @@ constexpr size_t kReadBufferSize = 64 * 1024;
 // Above this many queued bytes, a connection stops reading from its peer (backpressure).
 constexpr size_t kHighWater = 64 * 1024;
 
+class WriteBatch;
+
 class Socket {
  public:
   explicit Socket(uv_loop_t* loop);
@@ -100,6 +102,7 @@ class Socket {
   virtual void on_tls_established() {}  // the handshake just finished
 
  private:
+  friend class WriteBatch;  // stages, takes back and reports this socket's batched writes
   struct QueuedWrite;
   struct Splice;
   static void alloc_cb(uv_handle_t*, size_t, uv_buf_t*);
@@ -110,6 +113,12 @@ class Socket {
   static void close_cb(uv_handle_t*);
 
   bool raw_send(const uv_buf_t* bufs, unsigned count);
+  // One write(2) now (when `try_first` and nothing is queued), the rest copied onto libuv's
+  // write queue. false: the socket is broken.
+  bool direct_send(const uv_buf_t* bufs, unsigned count, bool try_first);
+  // Writes what this socket staged in its loop's WriteBatch now (before a FIN, a close, a
+  // splice or a write too large to stage). false: the socket is broken.
+  bool unstage();
   bool send_now(const uv_buf_t* bufs, unsigned count);
   bool flush_tls();
   bool flush_cork();  // writes what cork() gathered; false when the write failed
@@ -127,6 +136,7 @@ class Socket {
   uv_timer_t timer_;
   uv_shutdown_t shutdown_req_;
   size_t queued_ = 0;
+  int32_t batch_entry_ = -1;  // its entry in the loop's WriteBatch, -1: nothing staged
   // Deadlines are lazy: set_deadline() only records the due time (loop ms), and the libuv
   // timer is restarted only when it must fire earlier than it is armed for; when it fires
   // early it re-arms for the real deadline. Frequent set/clear (every request, every tunnel

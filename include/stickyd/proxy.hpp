@@ -24,6 +24,7 @@
 #include "stickyd/metrics.hpp"
 #include "stickyd/http_head.hpp"
 #include "stickyd/net.hpp"
+#include "stickyd/write_batch.hpp"
 #include "stickyd/router.hpp"
 #include "stickyd/workers.hpp"
 
@@ -320,6 +321,7 @@ class Server final : public AdminModel {
   std::vector<Counts> gather_counts();
   std::vector<BackendStatus> backends(const std::vector<Counts>& others);  // others' counts added
   void broadcast(std::function<void(Server&)> task);  // to every other worker
+  void apply_batch_writes();  // creates or closes write_batch_ as config_.batch_writes says
 
   void on_connection(size_t listener);
   bool build_tls_contexts(const Config& cfg);  // false (logged) when a file went bad since --check
@@ -337,6 +339,7 @@ class Server final : public AdminModel {
   Metrics metrics_;
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<WriteBatch> write_batch_;  // this loop's batched writes (batch_writes)
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::shared_ptr<tls::ServerContext>> listener_tls_;  // per listen entry, or null
   std::vector<std::shared_ptr<tls::ClientContext>> backend_tls_;   // per backend, or null

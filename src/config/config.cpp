@@ -563,6 +563,10 @@ class Loader {
                   [&](const YAML::Node& k, const YAML::Node& v) {
                     if (auto b = get_bool(v, k)) cfg.tunnel_splice = *b;
                   }},
+                 {"batch_writes",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto b = get_bool(v, k)) cfg.batch_writes = *b;
+                  }},
                  {"user",
                   [&](const YAML::Node& k, const YAML::Node& v) {
                     if (auto name = get_string(v, k)) {

@@ -15,6 +15,7 @@
 #include "stickyd/log.hpp"
 #include "stickyd/net.hpp"
 #include "stickyd/tls.hpp"
+#include "stickyd/write_batch.hpp"
 
 namespace stickyd {
 
@@ -98,6 +99,7 @@ Socket::Socket(uv_loop_t* loop) {
 }
 
 Socket::~Socket() {
+  if (WriteBatch* batch = WriteBatch::of(tcp_.loop)) batch->forget(*this);
   if (g_corked == this) {
     g_corked = nullptr;
     cork_buffer().clear();
@@ -244,8 +246,30 @@ bool Socket::raw_send(const uv_buf_t* bufs, unsigned count) {
   size_t total = 0;
   for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
   if (total == 0) return true;
+  if (queued_ == 0) {  // keep order: never stage or try_write past a queued write
+    if (WriteBatch* batch = WriteBatch::of(tcp_.loop)) {
+      if (batch->stage(*this, bufs, count, total)) return true;  // sent at the loop's turn
+      if (!unstage()) return false;  // what was staged goes first
+    }
+  }
+  return direct_send(bufs, count, queued_ == 0);
+}
+
+bool Socket::unstage() {
+  if (batch_entry_ < 0) return true;
+  WriteBatch* batch = WriteBatch::of(tcp_.loop);
+  if (!batch) return true;
+  std::vector<uv_buf_t>& staged = batch->take(*this);
+  if (staged.empty()) return true;
+  return direct_send(staged.data(), static_cast<unsigned>(staged.size()), queued_ == 0);
+}
+
+bool Socket::direct_send(const uv_buf_t* bufs, unsigned count, bool try_first) {
+  size_t total = 0;
+  for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
+  if (total == 0) return true;
   size_t done = 0;
-  if (queued_ == 0) {  // keep order: never try_write past a queued write
+  if (try_first && queued_ == 0) {
     int r = uv_try_write(stream(), bufs, count);
     if (r >= 0) {
       done = static_cast<size_t>(r);
@@ -293,6 +317,7 @@ void Socket::shutdown_write() {
     tls_->shutdown();  // close_notify before the FIN
     flush_tls();
   }
+  unstage();  // staged bytes go before the FIN too (uv_shutdown waits for libuv's queue only)
   shutdown_sent_ = true;
 #ifdef __linux__
   if (splice_) {
@@ -341,6 +366,7 @@ void Socket::timer_cb(uv_timer_t* t) {
 void Socket::close() {
   if (closing_) return;
   if (g_corked == this) flush_cork();  // as if sent before the close (best effort)
+  unstage();                           // likewise what waits for the loop's batch
   closing_ = true;
   reading_ = false;
   if (splice_) splice_end();  // the poll handle before the stream that owns the fd
@@ -359,6 +385,9 @@ bool Socket::splice_join(Socket& a, Socket& b) {
 #ifdef __linux__
   Socket* both[2] = {&a, &b};
   uv_os_fd_t fds[2];
+  // A 101 head staged for the loop's batch is written now: spliced sockets are not libuv's.
+  if (!a.closing_ && !a.unstage()) return false;
+  if (!b.closing_ && !b.unstage()) return false;
   for (int i = 0; i < 2; ++i) {
     Socket* s = both[i];
     if (s->tls_ || s->closing_ || s->shutdown_sent_ || s->eof_seen_ || s->queued_ ||

@@ -1,10 +1,12 @@
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
 #include "stickyd/tls.hpp"
+#include "stickyd/write_batch.hpp"
 
 namespace stickyd {
 
@@ -37,7 +39,26 @@ Server::Server(uv_loop_t* loop, Config config, SharedState& shared, size_t worke
       loop_, config_, [this](int b, Health h, const std::string& why) { on_health(b, h, why); });
 }
 
-Server::~Server() = default;
+Server::~Server() { WriteBatch::close(std::move(write_batch_)); }
+
+void Server::apply_batch_writes() {
+  if (!config_.batch_writes) {
+    WriteBatch::close(std::move(write_batch_));  // what is staged goes out first
+    return;
+  }
+  if (write_batch_) return;
+  std::string why;
+  write_batch_ = WriteBatch::create(loop_, why);
+  if (write_batch_) {
+    write_batch_->attach();
+    return;
+  }
+  // Once per process: every worker would say the same.
+  static std::atomic<bool> said{false};
+  if (!said.exchange(true))
+    log::info("io_uring unavailable: each write is its own syscall (batch_writes has no effect)",
+              {{"reason", why}});
+}
 
 bool Server::build_tls_contexts(const Config& cfg) {
   if (worker_ != 0) {
@@ -91,6 +112,7 @@ void Server::ticket_cb(uv_timer_t* t) {
 
 bool Server::start() {
   if (!build_tls_contexts(config_)) return false;
+  apply_batch_writes();
   for (size_t i = 0; i < config_.listen.size(); ++i) {
     const SocketAddress& a = config_.listen[i].address;
     auto l = std::make_unique<Listener>(loop_, a, [this, i](uv_stream_t* s) {
@@ -183,6 +205,7 @@ void Server::stop() {
   std::vector<UpstreamConn*> us;
   for (auto& [p, _] : upstreams_) us.push_back(p);
   for (UpstreamConn* u : us) u->close();
+  WriteBatch::close(std::move(write_batch_));  // after the connections wrote what they staged
 }
 
 void Server::drain(Millis grace) {
@@ -365,6 +388,7 @@ bool Server::reload(Config next) {
   config_ = std::move(next);
   log::set_level(config_.log_level);
   router_.reconfigure();
+  apply_batch_writes();
   metrics_.resize(config_.backends.size(), backend_names(config_));
   idle_.resize(config_.backends.size());
   for (size_t i = 0; i < config_.backends.size(); ++i) {

@@ -1785,3 +1785,13 @@ TEST_SUITE("config: tunnel_splice") {
     expect_one_error(with("tunnel_splice: [true]\n"), 4, 16, "expected a boolean");
   }
 }
+
+TEST_SUITE("config: batch_writes") {
+  TEST_CASE("batch_writes: a boolean, true by default") {
+    CHECK(load(kMinimal).config->batch_writes);
+    CHECK(load(with("batch_writes: true\n")).config->batch_writes);
+    CHECK_FALSE(load(with("batch_writes: false\n")).config->batch_writes);
+    expect_one_error(with("batch_writes: yes\n"), 4, 15, "expected a boolean");
+    expect_one_error(with("batch_writes: [true]\n"), 4, 15, "expected a boolean");
+  }
+}

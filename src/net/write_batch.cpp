@@ -1,0 +1,353 @@
+#include "stickyd/write_batch.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#ifdef __linux__
+#include <linux/io_uring.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#endif
+
+#include "stickyd/log.hpp"
+#include "stickyd/net.hpp"
+
+namespace stickyd {
+
+namespace {
+constexpr int32_t kNotSubmitted = INT32_MIN;
+constexpr unsigned kRingEntries = 256;      // SENDMSGs per io_uring_enter; more go in chunks
+constexpr size_t kArenaKeep = 256 * 1024;  // the arena shrinks back to this after a burst
+}  // namespace
+
+// The kernel's submission and completion rings, mapped into this process. Only what a batch
+// of sends needs: no SQPOLL, no registered buffers or files. Single-threaded (one loop).
+struct WriteBatch::Ring {
+#ifdef __linux__
+  int fd = -1;
+  void* sq_map = MAP_FAILED;
+  size_t sq_map_len = 0;
+  void* cq_map = MAP_FAILED;  // the same mapping as sq_map with IORING_FEAT_SINGLE_MMAP
+  size_t cq_map_len = 0;
+  io_uring_sqe* sqes = static_cast<io_uring_sqe*>(MAP_FAILED);
+  size_t sqes_len = 0;
+  unsigned* sq_head = nullptr;
+  unsigned* sq_tail = nullptr;
+  unsigned sq_mask = 0;
+  unsigned sq_entries = 0;
+  unsigned* sq_array = nullptr;
+  unsigned* cq_head = nullptr;
+  unsigned* cq_tail = nullptr;
+  unsigned cq_mask = 0;
+  io_uring_cqe* cqes = nullptr;
+
+  ~Ring() {
+    if (sqes != MAP_FAILED) munmap(sqes, sqes_len);
+    if (cq_map != MAP_FAILED && cq_map != sq_map) munmap(cq_map, cq_map_len);
+    if (sq_map != MAP_FAILED) munmap(sq_map, sq_map_len);
+    if (fd >= 0) ::close(fd);
+  }
+
+  static std::unique_ptr<Ring> open(std::string& why) {
+    auto r = std::make_unique<Ring>();
+    io_uring_params p{};
+    p.flags = IORING_SETUP_SUBMIT_ALL;  // one refused SQE must not stop the others (5.18+)
+    r->fd = static_cast<int>(syscall(__NR_io_uring_setup, kRingEntries, &p));
+    if (r->fd < 0 && errno == EINVAL) {
+      p = io_uring_params{};
+      r->fd = static_cast<int>(syscall(__NR_io_uring_setup, kRingEntries, &p));
+    }
+    if (r->fd < 0) {
+      why = std::string("io_uring_setup: ") + std::strerror(errno);
+      return nullptr;
+    }
+    r->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    r->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
+    bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
+    if (single) r->sq_map_len = r->cq_map_len = std::max(r->sq_map_len, r->cq_map_len);
+    r->sq_map = mmap(nullptr, r->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                     r->fd, IORING_OFF_SQ_RING);
+    if (r->sq_map == MAP_FAILED) {
+      why = std::string("io_uring mmap: ") + std::strerror(errno);
+      return nullptr;
+    }
+    r->cq_map = single ? r->sq_map
+                       : mmap(nullptr, r->cq_map_len, PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_CQ_RING);
+    r->sqes_len = p.sq_entries * sizeof(io_uring_sqe);
+    r->sqes = static_cast<io_uring_sqe*>(mmap(nullptr, r->sqes_len, PROT_READ | PROT_WRITE,
+                                              MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQES));
+    if (r->cq_map == MAP_FAILED || r->sqes == MAP_FAILED) {
+      why = std::string("io_uring mmap: ") + std::strerror(errno);
+      return nullptr;
+    }
+    auto* sq = static_cast<char*>(r->sq_map);
+    auto* cq = static_cast<char*>(r->cq_map);
+    r->sq_head = reinterpret_cast<unsigned*>(sq + p.sq_off.head);
+    r->sq_tail = reinterpret_cast<unsigned*>(sq + p.sq_off.tail);
+    r->sq_mask = *reinterpret_cast<unsigned*>(sq + p.sq_off.ring_mask);
+    r->sq_entries = p.sq_entries;
+    r->sq_array = reinterpret_cast<unsigned*>(sq + p.sq_off.array);
+    r->cq_head = reinterpret_cast<unsigned*>(cq + p.cq_off.head);
+    r->cq_tail = reinterpret_cast<unsigned*>(cq + p.cq_off.tail);
+    r->cq_mask = *reinterpret_cast<unsigned*>(cq + p.cq_off.ring_mask);
+    r->cqes = reinterpret_cast<io_uring_cqe*>(cq + p.cq_off.cqes);
+
+    // SENDMSG (5.3) is what we submit; the probe itself needs 5.6.
+    alignas(io_uring_probe) unsigned char buf[sizeof(io_uring_probe) +
+                                              IORING_OP_LAST * sizeof(io_uring_probe_op)] = {};
+    auto* probe = reinterpret_cast<io_uring_probe*>(buf);
+    if (syscall(__NR_io_uring_register, r->fd, IORING_REGISTER_PROBE, probe, IORING_OP_LAST) < 0 ||
+        probe->last_op < IORING_OP_SENDMSG ||
+        !(probe->ops[IORING_OP_SENDMSG].flags & IO_URING_OP_SUPPORTED)) {
+      why = "io_uring has no SENDMSG here";
+      return nullptr;
+    }
+    return r;
+  }
+
+  // Queues one SENDMSG; the caller has checked there is room (at most sq_entries per run).
+  void push_sendmsg(int sock, const msghdr* msg, uint64_t user_data, unsigned& tail) {
+    unsigned idx = tail & sq_mask;
+    io_uring_sqe& sqe = sqes[idx];
+    std::memset(&sqe, 0, sizeof sqe);
+    sqe.opcode = IORING_OP_SENDMSG;
+    sqe.fd = sock;
+    sqe.addr = reinterpret_cast<uint64_t>(msg);
+    sqe.len = 1;
+    // MSG_DONTWAIT: a full socket answers -EAGAIN at once instead of the ring waiting for it,
+    // so every send completes inside the submit call.
+    sqe.msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+    sqe.user_data = user_data;
+    sq_array[idx] = idx;
+    ++tail;
+  }
+
+  // Submits the `n` SENDMSGs pushed (`tail`: the tail after them) and collects their results. false: the
+  // ring failed (errno); those not taken by the kernel are withdrawn, their results untouched.
+  bool run(unsigned n, unsigned tail, std::vector<int32_t>& results) {
+    __atomic_store_n(sq_tail, tail, __ATOMIC_RELEASE);
+    unsigned unsent = n, missing = n;
+    while (missing > 0) {
+      int r = static_cast<int>(syscall(__NR_io_uring_enter, fd, unsent, missing,
+                                       IORING_ENTER_GETEVENTS, nullptr, 0));
+      if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) {
+        // Withdraw what the kernel has not consumed, so a later submit cannot send it again.
+        __atomic_store_n(sq_tail, __atomic_load_n(sq_head, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+        if (unsent == missing) return false;  // nothing was submitted
+        unsent = 0;  // wait for what was
+        continue;
+      }
+      if (r > 0) unsent -= static_cast<unsigned>(r);
+      unsigned head = *cq_head;
+      unsigned ctail = __atomic_load_n(cq_tail, __ATOMIC_ACQUIRE);
+      for (; head != ctail; ++head) {
+        const io_uring_cqe& c = cqes[head & cq_mask];
+        if (c.user_data < results.size()) results[c.user_data] = c.res;
+        --missing;
+      }
+      __atomic_store_n(cq_head, head, __ATOMIC_RELEASE);
+    }
+    return true;
+  }
+#endif
+};
+
+std::unique_ptr<WriteBatch> WriteBatch::create(uv_loop_t* loop, std::string& why) {
+#ifdef __linux__
+  std::unique_ptr<Ring> ring = Ring::open(why);
+  if (!ring) return nullptr;
+  return std::unique_ptr<WriteBatch>(new WriteBatch(loop, std::move(ring)));
+#else
+  (void)loop;
+  why = "io_uring is Linux only";
+  return nullptr;
+#endif
+}
+
+WriteBatch::WriteBatch(uv_loop_t* loop, std::unique_ptr<Ring> ring)
+    : loop_(loop), ring_(std::move(ring)) {
+  uv_prepare_init(loop_, &prepare_);
+  uv_check_init(loop_, &check_);
+  prepare_.data = this;
+  check_.data = this;
+  open_handles_ = 2;
+}
+
+WriteBatch::~WriteBatch() = default;
+
+void WriteBatch::phase_cb(uv_handle_t* h) { static_cast<WriteBatch*>(h->data)->flush(); }
+
+void WriteBatch::attach() {
+  if (attached_) return;
+  attached_ = true;
+  current_ = this;
+  // Before the loop blocks (what timers and close callbacks wrote) and after each poll batch.
+  uv_prepare_start(&prepare_, [](uv_prepare_t* p) { phase_cb(reinterpret_cast<uv_handle_t*>(p)); });
+  uv_check_start(&check_, [](uv_check_t* c) { phase_cb(reinterpret_cast<uv_handle_t*>(c)); });
+  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));  // they never keep the loop alive
+  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+}
+
+void WriteBatch::close(std::unique_ptr<WriteBatch> self) {
+  if (!self) return;
+  self->flush();
+  if (current_ == self.get()) current_ = nullptr;
+  self->attached_ = false;
+  WriteBatch* b = self.release();  // owned by its two handles until both are closed
+  auto closed = [](uv_handle_t* h) {
+    auto* batch = static_cast<WriteBatch*>(h->data);
+    if (--batch->open_handles_ == 0) delete batch;
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&b->prepare_), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&b->check_), closed);
+}
+
+bool WriteBatch::stage(Socket& s, const uv_buf_t* bufs, unsigned count, size_t total) {
+  if (flushing_ || !attached_ || !ring_ || total > kStageMax || arena_.size() + total > kArenaMax)
+    return false;
+  if (entries_.empty()) {
+    // Staged bytes keep the loop alive until they are sent, as a queued write would.
+    uv_ref(reinterpret_cast<uv_handle_t*>(&prepare_));
+    uv_ref(reinterpret_cast<uv_handle_t*>(&check_));
+  }
+  if (s.batch_entry_ < 0) {
+    entries_.push_back(Entry{&s, -1, -1, 0});
+    s.batch_entry_ = static_cast<int32_t>(entries_.size() - 1);
+  }
+  Entry& e = entries_[static_cast<size_t>(s.batch_entry_)];
+  auto off = static_cast<uint32_t>(arena_.size());
+  for (unsigned i = 0; i < count; ++i) arena_.append(bufs[i].base, bufs[i].len);
+  if (e.last >= 0 && spans_[static_cast<size_t>(e.last)].off + spans_[static_cast<size_t>(e.last)].len == off) {
+    spans_[static_cast<size_t>(e.last)].len += static_cast<uint32_t>(total);  // contiguous: one span
+  } else {
+    spans_.push_back(Span{off, static_cast<uint32_t>(total), -1});
+    auto i = static_cast<int32_t>(spans_.size() - 1);
+    if (e.last >= 0) spans_[static_cast<size_t>(e.last)].next = i;
+    else e.first = i;
+    e.last = i;
+  }
+  e.bytes += total;
+  return true;
+}
+
+std::vector<uv_buf_t>& WriteBatch::take(Socket& s) {
+  taken_.clear();
+  if (s.batch_entry_ < 0) return taken_;
+  Entry& e = entries_[static_cast<size_t>(s.batch_entry_)];
+  s.batch_entry_ = -1;
+  e.socket = nullptr;
+  for (int32_t i = e.first; i >= 0; i = spans_[static_cast<size_t>(i)].next) {
+    const Span& sp = spans_[static_cast<size_t>(i)];
+    taken_.push_back(uv_buf_init(arena_.data() + sp.off, sp.len));
+  }
+  return taken_;
+}
+
+void WriteBatch::forget(Socket& s) {
+  if (s.batch_entry_ >= 0) {
+    entries_[static_cast<size_t>(s.batch_entry_)].socket = nullptr;
+    s.batch_entry_ = -1;
+  }
+  if (flushing_)  // entries being reported no longer point back from their sockets
+    for (Entry& e : entries_)
+      if (e.socket == &s) e.socket = nullptr;
+}
+
+void WriteBatch::flush() {
+  if (flushing_ || entries_.empty()) return;
+  flushing_ = true;  // sends from callbacks below write at once (or queue behind a remainder)
+  std::vector<int32_t>& results = results_;
+  results.assign(entries_.size(), kNotSubmitted);
+  for (Entry& e : entries_)
+    if (e.socket) e.socket->batch_entry_ = -1;
+
+#ifdef __linux__
+  // One iovec per span and one msghdr per socket, all alive until the submit returns.
+  iovs_.resize(spans_.size());
+  msgs_.resize(entries_.size());
+  size_t next_iov = 0;
+  for (size_t k = 0; k < entries_.size(); ++k) {
+    Entry& e = entries_[k];
+    if (!e.socket) continue;
+    msghdr& m = msgs_[k];
+    m = msghdr{};
+    m.msg_iov = &iovs_[next_iov];
+    for (int32_t i = e.first; i >= 0; i = spans_[static_cast<size_t>(i)].next) {
+      const Span& sp = spans_[static_cast<size_t>(i)];
+      iovs_[next_iov++] = iovec{arena_.data() + sp.off, sp.len};
+      ++m.msg_iovlen;
+    }
+  }
+  size_t k = 0;
+  while (k < entries_.size() && ring_) {
+    unsigned tail = *ring_->sq_tail;
+    unsigned n = 0;
+    for (; k < entries_.size() && n < ring_->sq_entries; ++k) {
+      Entry& e = entries_[k];
+      uv_os_fd_t fd;
+      if (!e.socket || e.socket->closing() || e.socket->queued_bytes() > 0 ||
+          uv_fileno(reinterpret_cast<uv_handle_t*>(e.socket->tcp()), &fd) != 0)
+        continue;  // reported below: closing drops, queued or fd-less writes the old way
+      ring_->push_sendmsg(fd, &msgs_[k], k, tail);
+      ++n;
+    }
+    if (n == 0) continue;
+    ++submits_;
+    writes_ += n;
+    if (!ring_->run(n, tail, results)) {
+      // Not expected once the ring works; from now on every send is one write(2).
+      log::warn("io_uring submit failed: writes go out one syscall each",
+                {{"error", std::strerror(errno)}});
+      ring_.reset();
+      break;  // what was not sent is written the old way below
+    }
+  }
+#endif
+
+  // Pass 1, no callbacks: what a socket did not take is queued before anything else can be
+  // sent to it.
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    Entry& e = entries_[i];
+    int32_t r = results[i];
+    if (!e.socket || e.socket->closing() || r == static_cast<int32_t>(e.bytes)) continue;
+    if (r < 0 && r != kNotSubmitted && r != -EAGAIN) continue;  // an error: pass 2
+    size_t skip = r > 0 ? static_cast<size_t>(r) : 0;
+    taken_.clear();
+    for (int32_t s = e.first; s >= 0; s = spans_[static_cast<size_t>(s)].next) {
+      const Span& sp = spans_[static_cast<size_t>(s)];
+      if (skip >= sp.len) {
+        skip -= sp.len;
+        continue;
+      }
+      taken_.push_back(uv_buf_init(arena_.data() + sp.off + skip, static_cast<unsigned>(sp.len - skip)));
+      skip = 0;
+    }
+    bool try_first = r == kNotSubmitted && e.socket->queued_bytes() == 0;
+    if (!e.socket->direct_send(taken_.data(), static_cast<unsigned>(taken_.size()), try_first))
+      results[i] = -EPIPE;
+  }
+  // Pass 2: errors, reported as a failed queued write would be.
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    Entry& e = entries_[i];
+    int32_t r = results[i];
+    if (!e.socket || r >= 0 || r == kNotSubmitted || r == -EAGAIN) continue;
+    if (!e.socket->closing()) e.socket->on_write_error(r);  // -errno is libuv's code on Linux
+  }
+
+  entries_.clear();
+  spans_.clear();
+  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+  if (arena_.capacity() > kArenaKeep) std::string().swap(arena_);
+  else arena_.clear();
+  flushing_ = false;
+}
+
+}  // namespace stickyd
