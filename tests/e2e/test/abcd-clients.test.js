@@ -9,6 +9,19 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../lib/harness');
 
+const fs = require('node:fs');
+
+// How many io_uring instances the process holds (one per worker when writes are batched).
+function ioUringFds(pid) {
+  return fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[io_uring]';
+    } catch {
+      return false;  // closed meanwhile
+    }
+  }).length;
+}
+
 async function finish(env, results, opts) {
   // Clients are closed; stop the proxy so that nothing is in flight, then read the counters.
   await env.stopProxy();
@@ -31,6 +44,27 @@ test('a. socket.io-client 4, polling then websocket upgrade, withCredentials, no
     assert.ok(h.sum(stats, (s) => s.ownedSidByMethod.UPGRADE) >= n);
     // The cookie jar got the node's Set-Cookie through the proxy and sent it back.
     assert.ok(h.sum(stats, (s) => s.withIoCookie) >= n, `requests with an io cookie: ${h.sum(stats, (s) => s.withIoCookie)}`);
+  });
+});
+
+test('a2. the same with batch_writes: false (one write(2) per send, no io_uring)', { timeout: 120000 }, async (t) => {
+  await h.scenario(t, { nodeCookie: true, proxyCookie: false, proxyOpts: { extra: { batch_writes: false, workers: 2 } } }, async (env) => {
+    assert.equal(ioUringFds(env.proxy.child.pid), 0);
+    const results = await h.runClients((i) =>
+      h.makeClient('v4', env.url, { withCredentials: true, query: { c: String(i) } }),
+    );
+    const stats = await finish(env, results, { transport: 'websocket', protocol: 4 });
+    assert.equal(h.sum(stats, (s) => s.transportUpgrades), results.length);
+  });
+});
+
+test('a3. batched writes: one io_uring per worker, and real clients stay sticky through them', { timeout: 120000 }, async (t) => {
+  await h.scenario(t, { nodeCookie: false, proxyCookie: false, proxyOpts: { extra: { workers: 2 } } }, async (env) => {
+    assert.equal(ioUringFds(env.proxy.child.pid), 2);
+    const results = await h.runClients((i) =>
+      h.makeClient('v4', env.url, { transports: ['polling'], query: { c: String(i) } }),
+    );
+    await finish(env, results, { transport: 'polling', protocol: 4 });
   });
 });
 
