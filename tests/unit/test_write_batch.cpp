@@ -181,17 +181,20 @@ TEST_CASE("write batch: a send too large to stage goes out at once, after what w
 TEST_CASE("write batch: what a full socket does not take is queued, in order, with backpressure") {
   Fixture f;
   Pair& a = f.connect(4096);  // small buffers: the kernel soon stops taking bytes
+  Pair& other = f.connect();  // a second socket in every batch, so that the ring is used
   std::string expect;
   size_t rounds = 0;
   // Stage 8 KiB per loop turn until a submit leaves bytes behind (queued on libuv).
   while (a.sock->queued_bytes() == 0 && rounds < 1000) {
     std::string chunk = pattern(8192, rounds);
     CHECK(a.sock->send(chunk));
+    CHECK(other.sock->send("x"));
     expect += chunk;
     f.turn();
     ++rounds;
   }
   REQUIRE(a.sock->queued_bytes() > 0);
+  CHECK(f.batch->writes() == 2 * rounds);  // every round went through the ring
   // Later sends queue behind the remainder instead of being staged past it.
   std::string tail = pattern(100, 99);
   CHECK(a.sock->send(tail));
@@ -203,23 +206,41 @@ TEST_CASE("write batch: what a full socket does not take is queued, in order, wi
   CHECK(a.sock->queued_bytes() == 0);
   CHECK(a.sock->drained >= 1);  // the queue emptied: on_drained, as for any queued write
   CHECK(a.sock->write_error == 0);
+  CHECK(read_all(f, other.peer, rounds) == std::string(rounds, 'x'));
 }
 
 TEST_CASE("write batch: a send to a reset connection reports a write error at the loop's turn") {
   Fixture f;
   Pair& a = f.connect();
+  Pair& other = f.connect();
   linger lg{1, 0};
   ::setsockopt(a.peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   ::close(a.peer);  // RST
   a.peer = -1;
   // The first write after a reset may still be taken by the kernel; keep sending until one
   // fails (bounded).
-  for (int i = 0; i < 50 && a.sock->write_error == 0; ++i) {
+  int sent = 0;
+  for (; sent < 50 && a.sock->write_error == 0; ++sent) {
     CHECK(a.sock->send("data after the reset"));
+    CHECK(other.sock->send("y"));
     f.turn();
   }
   CHECK(a.sock->write_error < 0);
   CHECK((a.sock->write_error == UV_EPIPE || a.sock->write_error == UV_ECONNRESET));
+  CHECK(f.batch->writes() == static_cast<uint64_t>(2 * sent));
+  // The other socket of the same batches was not disturbed.
+  CHECK(other.sock->write_error == 0);
+  CHECK(read_all(f, other.peer, static_cast<size_t>(sent)) == std::string(static_cast<size_t>(sent), 'y'));
+}
+
+TEST_CASE("write batch: a lone staged write goes out as one write(2), not through the ring") {
+  Fixture f;
+  Pair& a = f.connect();
+  CHECK(a.sock->send("alone"));
+  CHECK(drain(a.peer).empty());
+  f.turn();
+  CHECK(read_all(f, a.peer, 5) == "alone");
+  CHECK(f.batch->writes() == 0);
 }
 
 TEST_CASE("write batch: close() and shutdown_write() send what was staged first") {
