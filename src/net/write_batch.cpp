@@ -200,6 +200,7 @@ void WriteBatch::close(std::unique_ptr<WriteBatch> self) {
   self->flush();
   if (current_ == self.get()) current_ = nullptr;
   self->attached_ = false;
+  self->ring_.reset();  // the ring's fd goes now; the handles need a loop turn
   WriteBatch* b = self.release();  // owned by its two handles until both are closed
   auto closed = [](uv_handle_t* h) {
     auto* batch = static_cast<WriteBatch*>(h->data);

@@ -58,13 +58,32 @@ test('a2. the same with batch_writes: false (one write(2) per send, no io_uring)
   });
 });
 
-test('a3. batched writes: one io_uring per worker, and real clients stay sticky through them', { timeout: 120000 }, async (t) => {
-  await h.scenario(t, { nodeCookie: false, proxyCookie: false, proxyOpts: { extra: { workers: 2 } } }, async (env) => {
-    assert.equal(ioUringFds(env.proxy.child.pid), 2);
-    const results = await h.runClients((i) =>
-      h.makeClient('v4', env.url, { transports: ['polling'], query: { c: String(i) } }),
+test('a3. batched writes: one io_uring per worker, switched off and on by SIGHUP; real clients stay sticky', { timeout: 120000 }, async (t) => {
+  const extra = { workers: 2, admin: { listen: `${h.HOST}:0` } };
+  await h.scenario(t, { nodeCookie: false, proxyCookie: false, proxyOpts: { extra } }, async (env) => {
+    const p = env.proxy;
+    const pid = p.child.pid;
+    assert.equal(ioUringFds(pid), 2);
+    const reload = async (text, what) => {
+      const from = p.stderr.length;
+      fs.writeFileSync(p.configFile, text);
+      p.child.kill('SIGHUP');
+      await p.waitForLine(/^\S+ info config reloaded\b/, h.T.http, what, from);
+      // Worker 0 logs that line and posts the reload to the other worker; /metrics asks every
+      // worker for its counters through the same mailbox, so it returns after they applied it.
+      await p.metrics();
+    };
+    await reload(`${p.configText}batch_writes: false\n`, 'reload with batch_writes: false');
+    assert.equal(ioUringFds(pid), 0);
+    const off = await h.runClients((i) =>
+      h.makeClient('v4', env.url, { transports: ['polling'], query: { c: `off${i}` } }),
     );
-    await finish(env, results, { transport: 'polling', protocol: 4 });
+    await reload(p.configText, 'reload back to the default');
+    assert.equal(ioUringFds(pid), 2);
+    const on = await h.runClients((i) =>
+      h.makeClient('v4', env.url, { transports: ['polling'], query: { c: `on${i}` } }),
+    );
+    await finish(env, [...off, ...on], { transport: 'polling', protocol: 4 });
   });
 });
 
