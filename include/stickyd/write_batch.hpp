@@ -87,7 +87,9 @@ class WriteBatch {
   };
   WriteBatch(uv_loop_t* loop, std::unique_ptr<Ring> ring);
   static void phase_cb(uv_handle_t* h);
-  void report(Entry& e, int32_t result);
+  void submit();  // the staged sockets' SENDMSGs through the ring, results into results_
+  // taken_ = e's staged bytes from offset `skip` on, as buffers into the arena.
+  void buffers_of(const Entry& e, size_t skip);
 
   uv_loop_t* loop_;
   std::unique_ptr<Ring> ring_;

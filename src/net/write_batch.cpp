@@ -244,11 +244,21 @@ std::vector<uv_buf_t>& WriteBatch::take(Socket& s) {
   Entry& e = entries_[static_cast<size_t>(s.batch_entry_)];
   s.batch_entry_ = -1;
   e.socket = nullptr;
+  buffers_of(e, 0);
+  return taken_;
+}
+
+void WriteBatch::buffers_of(const Entry& e, size_t skip) {
+  taken_.clear();
   for (int32_t i = e.first; i >= 0; i = spans_[static_cast<size_t>(i)].next) {
     const Span& sp = spans_[static_cast<size_t>(i)];
-    taken_.push_back(uv_buf_init(arena_.data() + sp.off, sp.len));
+    if (skip >= sp.len) {
+      skip -= sp.len;
+      continue;
+    }
+    taken_.push_back(uv_buf_init(arena_.data() + sp.off + skip, static_cast<unsigned>(sp.len - skip)));
+    skip = 0;
   }
-  return taken_;
 }
 
 void WriteBatch::forget(Socket& s) {
@@ -261,15 +271,9 @@ void WriteBatch::forget(Socket& s) {
       if (e.socket == &s) e.socket = nullptr;
 }
 
-void WriteBatch::flush() {
-  if (flushing_ || entries_.empty()) return;
-  flushing_ = true;  // sends from callbacks below write at once (or queue behind a remainder)
-  std::vector<int32_t>& results = results_;
-  results.assign(entries_.size(), kNotSubmitted);
-  for (Entry& e : entries_)
-    if (e.socket) e.socket->batch_entry_ = -1;
-
 #ifdef __linux__
+// One SENDMSG per staged socket, in chunks of the ring's size; results_ gets each one's result.
+void WriteBatch::submit() {
   // One iovec per span and one msghdr per socket, all alive until the submit returns.
   iovs_.resize(spans_.size());
   msgs_.resize(entries_.size());
@@ -286,11 +290,7 @@ void WriteBatch::flush() {
       ++m.msg_iovlen;
     }
   }
-  // A lone write gains nothing from the ring (one syscall either way, and write(2) is the
-  // cheaper one): it goes out below through the old path. That is the low-load case.
-  size_t live = 0;
-  for (const Entry& e : entries_) live += e.socket != nullptr;
-  size_t k = live > 1 ? 0 : entries_.size();
+  size_t k = 0;
   while (k < entries_.size() && ring_) {
     unsigned tail = *ring_->sq_tail;
     unsigned n = 0;
@@ -306,7 +306,7 @@ void WriteBatch::flush() {
     if (n == 0) continue;
     ++submits_;
     writes_ += n;
-    if (!ring_->run(n, tail, results)) {
+    if (!ring_->run(n, tail, results_)) {
       // Not expected once the ring works; from now on every send is one write(2).
       log::warn("io_uring submit failed: writes go out one syscall each",
                 {{"error", std::strerror(errno)}});
@@ -314,6 +314,23 @@ void WriteBatch::flush() {
       break;  // what was not sent is written the old way below
     }
   }
+}
+#endif
+
+void WriteBatch::flush() {
+  if (flushing_ || entries_.empty()) return;
+  flushing_ = true;  // sends from callbacks below write at once (or queue behind a remainder)
+  std::vector<int32_t>& results = results_;
+  results.assign(entries_.size(), kNotSubmitted);
+  for (Entry& e : entries_)
+    if (e.socket) e.socket->batch_entry_ = -1;
+
+#ifdef __linux__
+  // A lone write gains nothing from the ring (one syscall either way, and write(2) is the
+  // cheaper one): it goes out below through the old path. That is the low-load case.
+  size_t live = 0;
+  for (const Entry& e : entries_) live += e.socket != nullptr;
+  if (live > 1 && ring_) submit();
 #endif
 
   // Pass 1, no callbacks: what a socket did not take is queued before anything else can be
@@ -323,17 +340,7 @@ void WriteBatch::flush() {
     int32_t r = results[i];
     if (!e.socket || e.socket->closing() || r == static_cast<int32_t>(e.bytes)) continue;
     if (r < 0 && r != kNotSubmitted && r != -EAGAIN) continue;  // an error: pass 2
-    size_t skip = r > 0 ? static_cast<size_t>(r) : 0;
-    taken_.clear();
-    for (int32_t s = e.first; s >= 0; s = spans_[static_cast<size_t>(s)].next) {
-      const Span& sp = spans_[static_cast<size_t>(s)];
-      if (skip >= sp.len) {
-        skip -= sp.len;
-        continue;
-      }
-      taken_.push_back(uv_buf_init(arena_.data() + sp.off + skip, static_cast<unsigned>(sp.len - skip)));
-      skip = 0;
-    }
+    buffers_of(e, r > 0 ? static_cast<size_t>(r) : 0);  // what the kernel did not take
     bool try_first = r == kNotSubmitted && e.socket->queued_bytes() == 0;
     if (!e.socket->direct_send(taken_.data(), static_cast<unsigned>(taken_.size()), try_first))
       results[i] = -EPIPE;
