@@ -321,6 +321,34 @@ function stickydConfig({ backends, cookie = false, path: enginePath = '/socket.i
   ].join('\n');
 }
 
+// What each open fd of `proxy`'s process points to ('socket:[..]', 'pipe:[..]',
+// 'anon_inode:[io_uring]', ...; '?' for an fd closed while listing).
+function fdTargets(proxy) {
+  const dir = `/proc/${proxy.child.pid}/fd`;
+  return fs.readdirSync(dir).map((fd) => {
+    try {
+      return fs.readlinkSync(`${dir}/${fd}`);
+    } catch {
+      return '?';
+    }
+  });
+}
+
+// Environment for a stickyd process with the fault-injection shim (tests/e2e/fault, built
+// next to stickyd) preloaded: STICKYD_FAULT names the fault (splice-einval, pipe-emfile,
+// pipe-emfile-after-N, io_uring-eperm).
+const FAULT_SO = path.join(path.dirname(STICKYD_BIN), 'tests', 'e2e', 'libsplice_fault.so');
+function faultEnv(fault) {
+  assert.ok(fs.existsSync(FAULT_SO), `${FAULT_SO} is missing: build the tests (ninja -C ${path.dirname(STICKYD_BIN)})`);
+  const asan = process.env.ASAN_OPTIONS;
+  return {
+    LD_PRELOAD: FAULT_SO,
+    STICKYD_FAULT: fault,
+    // An ASan build wants its runtime first in the library list; the shim comes before it.
+    ASAN_OPTIONS: `${asan ? `${asan}:` : ''}verify_asan_link_order=0`,
+  };
+}
+
 // "<ts> info listening address=..." (the proxy) and "<ts> info admin listening address=...".
 const LISTENING_RE = /^\S+ info listening\b.*\baddress=127\.0\.0\.1:(\d+)\b/;
 const ADMIN_LISTENING_RE = /^\S+ info admin listening\b.*\baddress=127\.0\.0\.1:(\d+)\b/;
@@ -1427,6 +1455,8 @@ function sum(stats, f) {
 }
 
 module.exports = {
+  faultEnv,
+  fdTargets,
   trackChild,
   lineCollector,
   HOST,

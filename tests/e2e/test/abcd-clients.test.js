@@ -12,15 +12,7 @@ const h = require('../lib/harness');
 const fs = require('node:fs');
 
 // How many io_uring instances the process holds (one per worker when writes are batched).
-function ioUringFds(pid) {
-  return fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
-    try {
-      return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[io_uring]';
-    } catch {
-      return false;  // closed meanwhile
-    }
-  }).length;
-}
+const ioUringFds = (proxy) => h.fdTargets(proxy).filter((l) => l === 'anon_inode:[io_uring]').length;
 
 async function finish(env, results, opts) {
   // Clients are closed; stop the proxy so that nothing is in flight, then read the counters.
@@ -49,7 +41,7 @@ test('a. socket.io-client 4, polling then websocket upgrade, withCredentials, no
 
 test('a2. the same with batch_writes: false (one write(2) per send, no io_uring)', { timeout: 120000 }, async (t) => {
   await h.scenario(t, { nodeCookie: true, proxyCookie: false, proxyOpts: { extra: { batch_writes: false, workers: 2 } } }, async (env) => {
-    assert.equal(ioUringFds(env.proxy.child.pid), 0);
+    assert.equal(ioUringFds(env.proxy), 0);
     const results = await h.runClients((i) =>
       h.makeClient('v4', env.url, { withCredentials: true, query: { c: String(i) } }),
     );
@@ -62,8 +54,7 @@ test('a3. batched writes: one io_uring per worker, switched off and on by SIGHUP
   const extra = { workers: 2, admin: { listen: `${h.HOST}:0` } };
   await h.scenario(t, { nodeCookie: false, proxyCookie: false, proxyOpts: { extra } }, async (env) => {
     const p = env.proxy;
-    const pid = p.child.pid;
-    assert.equal(ioUringFds(pid), 2);
+    assert.equal(ioUringFds(p), 2);
     const reload = async (text, what) => {
       const from = p.stderr.length;
       fs.writeFileSync(p.configFile, text);
@@ -74,16 +65,30 @@ test('a3. batched writes: one io_uring per worker, switched off and on by SIGHUP
       await p.metrics();
     };
     await reload(`${p.configText}batch_writes: false\n`, 'reload with batch_writes: false');
-    assert.equal(ioUringFds(pid), 0);
+    assert.equal(ioUringFds(p), 0);
     const off = await h.runClients((i) =>
       h.makeClient('v4', env.url, { transports: ['polling'], query: { c: `off${i}` } }),
     );
     await reload(p.configText, 'reload back to the default');
-    assert.equal(ioUringFds(pid), 2);
+    assert.equal(ioUringFds(p), 2);
     const on = await h.runClients((i) =>
       h.makeClient('v4', env.url, { transports: ['polling'], query: { c: `on${i}` } }),
     );
     await finish(env, [...off, ...on], { transport: 'polling', protocol: 4 });
+  });
+});
+
+test('a4. io_uring refused (EPERM, as under seccomp): said once, writes go one syscall each, clients sticky', { timeout: 120000 }, async (t) => {
+  await h.scenario(t, { nodeCookie: true, proxyCookie: false, proxyOpts: { extra: { workers: 2 }, env: h.faultEnv('io_uring-eperm') } }, async (env) => {
+    assert.equal(ioUringFds(env.proxy), 0);
+    const results = await h.runClients((i) =>
+      h.makeClient('v4', env.url, { withCredentials: true, query: { c: String(i) } }),
+    );
+    const stats = await finish(env, results, { transport: 'websocket', protocol: 4 });
+    assert.equal(h.sum(stats, (s) => s.transportUpgrades), results.length);
+    const said = env.proxy.stderr.filter((l) => /io_uring unavailable/.test(l));
+    assert.equal(said.length, 1, said.join('\n'));  // once per process, not per worker
+    assert.match(said[0], /reason="io_uring_setup: Operation not permitted"/);
   });
 });
 

@@ -32,17 +32,7 @@ const WAIT_MS = 30000 * h.SCALE;
 // ---------------------------------------------------------------------------------------
 // helpers
 
-function fdList(proxy) {
-  const dir = `/proc/${proxy.child.pid}/fd`;
-  return fs.readdirSync(dir).map((fd) => {
-    try {
-      return fs.readlinkSync(`${dir}/${fd}`);
-    } catch {
-      return '?';
-    }
-  });
-}
-const pipeCount = (proxy) => fdList(proxy).filter((l) => l.startsWith('pipe:')).length;
+const pipeCount = (proxy) => h.fdTargets(proxy).filter((l) => l.startsWith('pipe:')).length;
 
 function rssKiB(proxy) {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${proxy.child.pid}/status`, 'utf8'));
@@ -208,7 +198,7 @@ async function backendBytes(proxy, backend) {
 }
 
 async function waitFds(proxy, baseline, what) {
-  await h.until(() => fdList(proxy).length === baseline, 5000 * h.SCALE, `${proxy.label}: fds back to ${baseline} after ${what} (now ${fdList(proxy).join(' ')})`, POLL_MS);
+  await h.until(() => h.fdTargets(proxy).length === baseline, 5000 * h.SCALE, `${proxy.label}: fds back to ${baseline} after ${what} (now ${h.fdTargets(proxy).join(' ')})`, POLL_MS);
 }
 
 async function withRawProxy(t, splice, backend, body, { env } = {}) {
@@ -263,7 +253,7 @@ async function bothWaysWithHalfCloses(t, splice, { env, idPrefix = String(splice
     }
   });
   await withRawProxy(t, splice, backend, async (proxy) => {
-    const fd0 = fdList(proxy).length;
+    const fd0 = h.fdTargets(proxy).length;
     const pipes0 = pipeCount(proxy); // libuv's own (signals, wakeups)
     const before = await backendBytes(proxy, 'raw');
     const runs = [];
@@ -324,7 +314,7 @@ for (const splice of [true, false]) {
     });
     await withRawProxy(t, splice, backend, async (proxy) => {
       // Warm up (allocator, pools), then take the baselines.
-      const fd0 = fdList(proxy).length;
+      const fd0 = h.fdTargets(proxy).length;
       const pipes0 = pipeCount(proxy); // libuv's own (signals, wakeups)
       const warm = await openTunnel(proxy.port, '/ws/warm');
       warm.resume();
@@ -345,7 +335,7 @@ for (const splice of [true, false]) {
       t.diagnostic(`splice ${splice}: backend blocked after ${(stalledAt / MB).toFixed(1)} MB; stickyd RSS ${rss0} -> ${rss1} KiB`);
       assert.ok(stalledAt > MB, `the backend sent ${stalledAt} bytes before blocking`);
       assert.ok(rss1 - rss0 < 16 * 1024, `stickyd RSS grew by ${rss1 - rss0} KiB while the client did not read`);
-      if (splice) assert.ok(pipeCount(proxy) >= pipes0 + 2, `a pipe holds the stalled bytes: ${fdList(proxy).join(' ')}`);
+      if (splice) assert.ok(pipeCount(proxy) >= pipes0 + 2, `a pipe holds the stalled bytes: ${h.fdTargets(proxy).join(' ')}`);
       else assert.equal(pipeCount(proxy), pipes0, 'no pipe on the copy path');
 
       // The client reads again: everything arrives, in order, until the backend's FIN.
@@ -395,17 +385,7 @@ for (const splice of [true, false]) {
 // ---------------------------------------------------------------------------------------
 // t4: splice(2) or pipe2(2) failing inside stickyd (LD_PRELOAD shim built next to stickyd).
 
-const FAULT_SO = path.join(path.dirname(h.STICKYD_BIN), 'tests', 'e2e', 'libsplice_fault.so');
-function faultEnv(fault) {
-  assert.ok(fs.existsSync(FAULT_SO), `${FAULT_SO} is missing: build the tests (ninja -C ${path.dirname(h.STICKYD_BIN)})`);
-  const asan = process.env.ASAN_OPTIONS;
-  return {
-    LD_PRELOAD: FAULT_SO,
-    STICKYD_FAULT: fault,
-    // An ASan build wants its runtime first in the library list; the shim comes before it.
-    ASAN_OPTIONS: `${asan ? `${asan}:` : ''}verify_asan_link_order=0`,
-  };
-}
+const faultEnv = h.faultEnv;
 const SPLICE_UNAVAILABLE = /tunnel splice unavailable/;
 
 for (const [fault, error] of [['splice-einval', 'EINVAL'], ['pipe-emfile', 'EMFILE']]) {
@@ -434,13 +414,13 @@ test('t4. tunnel_splice: true, pipe-emfile-after-1 — no second pipe while the 
     flood = pump(s, 'flood-after-1', 0); // until stopped
   });
   await withRawProxy(t, true, backend, async (proxy) => {
-    const fd0 = fdList(proxy).length;
+    const fd0 = h.fdTargets(proxy).length;
     const pipes0 = pipeCount(proxy);
     const s = await openTunnel(proxy.port, '/ws/after-1'); // paused: the client does not read yet
     await h.until(() => flood, h.T.http, 'flood started', POLL_MS);
     // The backend -> client direction stalls with bytes in stickyd's only pipe.
     await waitStalled(flood, 'the backend blocked by the paused client');
-    assert.ok(pipeCount(proxy) >= pipes0 + 2, `a pipe holds the stalled bytes: ${fdList(proxy).join(' ')}`);
+    assert.ok(pipeCount(proxy) >= pipes0 + 2, `a pipe holds the stalled bytes: ${h.fdTargets(proxy).join(' ')}`);
     // The client sends: that direction needs a second pipe, which pipe2() refuses (EMFILE).
     // The tunnel goes on through the copy path (the stalled pipe's bytes are read back and
     // queued for the client) instead of failing.
