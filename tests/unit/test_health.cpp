@@ -14,6 +14,7 @@
 
 #include "stickyd/health.hpp"
 #include "stickyd/net.hpp"
+#include "loopback.hpp"
 
 using namespace stickyd;
 
@@ -172,14 +173,8 @@ struct RefusedPort {
   int fd = -1;
   std::string address;
   RefusedPort() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    sockaddr_in a;
+    fd = test::bound_loopback_socket(a);
     address = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
   }
   ~RefusedPort() { ::close(fd); }

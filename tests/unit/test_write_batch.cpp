@@ -19,6 +19,7 @@
 
 #include "stickyd/net.hpp"
 #include "stickyd/write_batch.hpp"
+#include "loopback.hpp"
 
 using namespace stickyd;
 
@@ -76,14 +77,8 @@ struct Fixture {
   }
 
   Pair& connect(int sndbuf = 0) {
-    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(lfd >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    sockaddr_in a;
+    int lfd = test::bound_loopback_socket(a);
     REQUIRE(::listen(lfd, 1) == 0);
     int cfd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (sndbuf) ::setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
