@@ -1776,22 +1776,22 @@ TEST_SUITE("config: tls") {
   }
 }
 
-TEST_SUITE("config: tunnel_splice") {
-  TEST_CASE("tunnel_splice: a boolean, true by default") {
-    CHECK(load(kMinimal).config->tunnel_splice);
-    CHECK(load(with("tunnel_splice: true\n")).config->tunnel_splice);
-    CHECK_FALSE(load(with("tunnel_splice: false\n")).config->tunnel_splice);
-    expect_one_error(with("tunnel_splice: yes\n"), 4, 16, "expected a boolean");
-    expect_one_error(with("tunnel_splice: [true]\n"), 4, 16, "expected a boolean");
-  }
-}
-
-TEST_SUITE("config: batch_writes") {
-  TEST_CASE("batch_writes: a boolean, true by default") {
-    CHECK(load(kMinimal).config->batch_writes);
-    CHECK(load(with("batch_writes: true\n")).config->batch_writes);
-    CHECK_FALSE(load(with("batch_writes: false\n")).config->batch_writes);
-    expect_one_error(with("batch_writes: yes\n"), 4, 15, "expected a boolean");
-    expect_one_error(with("batch_writes: [true]\n"), 4, 15, "expected a boolean");
+TEST_SUITE("config: top-level switches") {
+  // tunnel_splice and batch_writes: booleans, true by default; an error points at the value.
+  TEST_CASE("tunnel_splice and batch_writes: booleans, true by default") {
+    struct Switch {
+      std::string key;
+      bool Config::*member;
+    };
+    for (const Switch& sw : {Switch{"tunnel_splice", &Config::tunnel_splice},
+                             Switch{"batch_writes", &Config::batch_writes}}) {
+      CAPTURE(sw.key);
+      const int col = static_cast<int>(sw.key.size()) + 3;  // after "<key>: "
+      CHECK(load(kMinimal).config.value().*sw.member);
+      CHECK(load(with(sw.key + ": true\n")).config.value().*sw.member);
+      CHECK_FALSE(load(with(sw.key + ": false\n")).config.value().*sw.member);
+      expect_one_error(with(sw.key + ": yes\n"), 4, col, "expected a boolean");
+      expect_one_error(with(sw.key + ": [true]\n"), 4, col, "expected a boolean");
+    }
   }
 }
