@@ -24,7 +24,6 @@
 #include "stickyd/metrics.hpp"
 #include "stickyd/http_head.hpp"
 #include "stickyd/net.hpp"
-#include "stickyd/write_batch.hpp"
 #include "stickyd/router.hpp"
 #include "stickyd/workers.hpp"
 

@@ -1,8 +1,8 @@
 #include "stickyd/write_batch.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -320,8 +320,7 @@ void WriteBatch::submit() {
 void WriteBatch::flush() {
   if (flushing_ || entries_.empty()) return;
   flushing_ = true;  // sends from callbacks below write at once (or queue behind a remainder)
-  std::vector<int32_t>& results = results_;
-  results.assign(entries_.size(), kNotSubmitted);
+  results_.assign(entries_.size(), kNotSubmitted);
   for (Entry& e : entries_)
     if (e.socket) e.socket->batch_entry_ = -1;
 
@@ -337,18 +336,18 @@ void WriteBatch::flush() {
   // sent to it.
   for (size_t i = 0; i < entries_.size(); ++i) {
     Entry& e = entries_[i];
-    int32_t r = results[i];
+    int32_t r = results_[i];
     if (!e.socket || e.socket->closing() || r == static_cast<int32_t>(e.bytes)) continue;
     if (r < 0 && r != kNotSubmitted && r != -EAGAIN) continue;  // an error: pass 2
     buffers_of(e, r > 0 ? static_cast<size_t>(r) : 0);  // what the kernel did not take
     bool try_first = r == kNotSubmitted && e.socket->queued_bytes() == 0;
     if (!e.socket->direct_send(taken_.data(), static_cast<unsigned>(taken_.size()), try_first))
-      results[i] = -EPIPE;
+      results_[i] = -EPIPE;
   }
   // Pass 2: errors, reported as a failed queued write would be.
   for (size_t i = 0; i < entries_.size(); ++i) {
     Entry& e = entries_[i];
-    int32_t r = results[i];
+    int32_t r = results_[i];
     if (!e.socket || r >= 0 || r == kNotSubmitted || r == -EAGAIN) continue;
     if (!e.socket->closing()) e.socket->on_write_error(r);  // -errno is libuv's code on Linux
   }
