@@ -11,6 +11,7 @@
 #include <string>
 
 #include "stickyd/config.hpp"
+#include "stickyd/http_request.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
 #include "stickyd/workers.hpp"
@@ -82,6 +83,14 @@ int main(int argc, char** argv) {
   if (config_path.empty()) {
     usage(stderr);
     return 2;
+  }
+  // A lenient llhttp accepts framing that backends read differently (request smuggling);
+  // a build linked against one must not serve.
+  if (!stickyd::llhttp_is_strict()) {
+    std::fprintf(stderr,
+                 "stickyd: the llhttp library is built lenient (LLHTTP_STRICT_MODE=0); "
+                 "build stickyd with the strict llhttp sources (see meson.build)\n");
+    return 1;
   }
 
   stickyd::ConfigResult loaded = stickyd::load_config_file(config_path);

@@ -225,6 +225,10 @@ struct Config {
   // The small writes of one loop iteration go to the kernel in one io_uring_enter (Linux);
   // false, or io_uring unavailable: one write(2) each.
   bool batch_writes = true;
+  // Upgrade tokens a client may ask for (RFC 9110 7.8; compared case-insensitively). A
+  // request naming any other token is proxied as plain HTTP with the token removed (no h2c
+  // smuggling through a tunnel); only a GET can be upgraded.
+  std::vector<std::string> upgrade_protocols{"websocket"};
   Millis shutdown_grace{30000};  // SIGTERM: in-flight requests and tunnels get this long
   // Drop privileges after binding (numeric ids resolved at load; -1 = unchanged).
   std::string user, group;

@@ -23,6 +23,7 @@
 #include "stickyd/health.hpp"
 #include "stickyd/metrics.hpp"
 #include "stickyd/http_head.hpp"
+#include "stickyd/http_request.hpp"
 #include "stickyd/net.hpp"
 #include "stickyd/router.hpp"
 #include "stickyd/workers.hpp"
@@ -59,6 +60,8 @@ class UpstreamConn final : public Socket {
   int status() const { return llhttp_get_status_code(const_cast<llhttp_t*>(&parser_)); }
   int http_minor() const { return llhttp_get_http_minor(const_cast<llhttp_t*>(&parser_)); }
   bool response_needs_eof() const { return llhttp_message_needs_eof(&parser_) != 0; }
+  // The response is a protocol switch llhttp accepts (101 with Upgrade and Connection: upgrade).
+  bool upgraded() const { return llhttp_get_upgrade(const_cast<llhttp_t*>(&parser_)) != 0; }
 
  private:
   enum class Pause : uint8_t { None, HeadDone, MessageDone };
@@ -166,17 +169,21 @@ class ClientConn final : public Socket {
   static int cb_header_field(llhttp_t* p, const char* at, size_t n);
   static int cb_header_value(llhttp_t* p, const char* at, size_t n);
   static int cb_headers_complete(llhttp_t* p);
+  static int cb_body(llhttp_t* p, const char* at, size_t n);
+  static int cb_chunk_header(llhttp_t* p);
+  static int cb_chunk_complete(llhttp_t* p);
   static int cb_message_complete(llhttp_t* p);
   static const llhttp_settings_t* settings();
+  int on_trailer_bytes(size_t n);  // trailer fields are counted, never kept or forwarded
 
   void execute(const char* data, size_t len);
   void parse_error(llhttp_errno_t err);
   void on_request_head();
-  void on_request_body(const char* p, size_t n);
+  // Body bytes as forwarded (data, or the chunk framing stickyd writes around it).
+  void forward_body(std::string_view bytes);
   void on_request_complete();
   void acquire_upstream(bool allow_reuse);
   void build_upstream_head(std::string& out) const;
-  const char* invalid_head() const;  // why the parsed head must be refused, else null
   // What the proxy changes in a response head on its way to the client.
   struct ResponseEdit {
     std::string backend_sid;    // a new sid as the backend wrote it...
@@ -219,11 +226,18 @@ class ClientConn final : public Socket {
   std::string early_body_;    // request body that arrived before the backend connection
   std::string hold_raw_;      // handshake response body as received (framing included)
   std::string hold_body_;     // the same, de-chunked, to parse the open packet
+  std::string upgrade_value_;  // the allowed Upgrade tokens forwarded, when upgrading
   UpstreamConn* upstream_ = nullptr;
   Route route_;
   State state_ = State::Idle;
   Pause pause_ = Pause::None;
-  int error_status_ = 0;       // 414/431 decided inside a parser callback
+  int error_status_ = 0;       // 400/414/431 decided inside a parser callback
+  const char* error_reason_ = nullptr;  // ...and why, when llhttp's reason would not say
+  uint64_t body_length_ = 0;   // Content-Length of the current request (BodyFraming::Length)
+  uint32_t trailer_bytes_ = 0;
+  BodyFraming body_framing_ = BodyFraming::None;
+  bool chunk_open_ = false;    // a chunk header was forwarded; its data's CRLF is due
+  bool upgrade_pause_ = false;  // llhttp stopped at an upgrade request (HPE_PAUSED_UPGRADE)
   int status_ = 0;             // status sent to the client for this exchange
   int64_t started_ms_ = 0;
   uint64_t bytes_to_client_ = 0;

@@ -567,6 +567,8 @@ class Loader {
                   [&](const YAML::Node& k, const YAML::Node& v) {
                     if (auto b = get_bool(v, k)) cfg.batch_writes = *b;
                   }},
+                 {"upgrade_protocols",
+                  [&](const YAML::Node& k, const YAML::Node& v) { load_upgrade_protocols(k, v, cfg); }},
                  {"user",
                   [&](const YAML::Node& k, const YAML::Node& v) {
                     if (auto name = get_string(v, k)) {
@@ -609,6 +611,24 @@ class Loader {
     check_server_cookie_name(cfg);
     resolve_backend_cookies(cfg);
     check_same_site_none();
+  }
+
+  // `upgrade_protocols: [websocket, ...]`: RFC 9110 tokens; an empty list tunnels nothing.
+  void load_upgrade_protocols(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+    if (!value.IsSequence()) {
+      error(where(value, key), "expected a list of upgrade tokens, e.g. [websocket]");
+      return;
+    }
+    cfg.upgrade_protocols.clear();
+    for (YAML::Node item : value) {
+      auto s = get_string(item, item);
+      if (!s) continue;
+      if (!is_token(*s)) {
+        error(item.Mark(), "invalid upgrade token '" + *s + "' (must be an RFC 9110 token)");
+        continue;
+      }
+      cfg.upgrade_protocols.push_back(lower(*s));
+    }
   }
 
   // `listen:` one entry or a list; an entry is "host:port" or {address, tls}.

@@ -5,9 +5,12 @@
 //                                         \-> Tunnel (101)
 //   any state -> Closing (error, timeout, either side gone)
 //
-// The llhttp callbacks only record; the execute() loop drives the machine, because only it
-// knows where in the received bytes the head ended and the body began: bodies are forwarded
-// with their original framing, byte for byte, never re-encoded or accumulated.
+// The llhttp callbacks only record; the execute() loop drives the machine. Nothing the client
+// sent is relayed raw: the head is rebuilt from the fields llhttp parsed before the body, and
+// sent only once llhttp has accepted the whole head; the body is re-framed from the data
+// llhttp delivered (exactly Content-Length bytes, or canonical chunks), streamed, never
+// accumulated; chunked trailers are dropped. A backend therefore frames exactly the requests
+// stickyd parsed (see http_request.hpp).
 #include <cstring>
 #include <ctime>
 
@@ -29,6 +32,7 @@ const char* reason_phrase(int status) {
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 501: return "Not Implemented";
     case 431: return "Request Header Fields Too Large";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
@@ -37,17 +41,6 @@ const char* reason_phrase(int status) {
     default: return "Error";
   }
 }
-
-// Bytes allowed in a Host header: letters, digits and -._~!$&'()*+,;=:[]%
-struct HostBytes {
-  bool ok[256] = {};
-  constexpr HostBytes() {
-    for (int c = 0; c < 256; ++c)
-      ok[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    for (char c : std::string_view("-._~!$&'()*+,;=:[]%")) ok[static_cast<unsigned char>(c)] = true;
-  }
-};
-constexpr HostBytes kHostBytes;
 
 // Heads are built here and sent at once (send() copies whatever the kernel does not take):
 // one buffer per loop thread, reused, instead of a new string per request.
@@ -74,6 +67,9 @@ const llhttp_settings_t* ClientConn::settings() {
     st.on_header_field = cb_header_field;
     st.on_header_value = cb_header_value;
     st.on_headers_complete = cb_headers_complete;
+    st.on_body = cb_body;
+    st.on_chunk_header = cb_chunk_header;
+    st.on_chunk_complete = cb_chunk_complete;
     st.on_message_complete = cb_message_complete;
     return st;
   }();
@@ -123,6 +119,11 @@ int ClientConn::cb_message_begin(llhttp_t* p) {
   self->head_parsed_ = false;
   self->local_ = false;
   self->local_answer_ = false;
+  self->error_reason_ = nullptr;
+  self->trailer_bytes_ = 0;
+  self->chunk_open_ = false;
+  self->body_framing_ = BodyFraming::None;
+  self->body_length_ = 0;
   return 0;
 }
 
@@ -140,8 +141,18 @@ int ClientConn::cb_url(llhttp_t* p, const char* at, size_t n) {
   return 0;
 }
 
+int ClientConn::on_trailer_bytes(size_t n) {
+  trailer_bytes_ += static_cast<uint32_t>(n);
+  if (trailer_bytes_ <= server_.config().limits.max_header_size) return 0;
+  error_status_ = 431;
+  return -1;
+}
+
 int ClientConn::cb_header_field(llhttp_t* p, const char* at, size_t n) {
   auto* self = static_cast<ClientConn*>(p->data);
+  // After the head, header fields are chunked trailers: never merged into the head (which
+  // may not have been forwarded yet) and never forwarded.
+  if (self->in_body_) return self->on_trailer_bytes(n);
   const Limits& limits = self->server_.config().limits;
   if (self->head_.add_name(at, n) > limits.max_header_size || self->head_.count() > limits.max_headers) {
     self->error_status_ = 431;
@@ -152,6 +163,7 @@ int ClientConn::cb_header_field(llhttp_t* p, const char* at, size_t n) {
 
 int ClientConn::cb_header_value(llhttp_t* p, const char* at, size_t n) {
   auto* self = static_cast<ClientConn*>(p->data);
+  if (self->in_body_) return self->on_trailer_bytes(n);
   if (self->head_.add_value(at, n) > self->server_.config().limits.max_header_size) {
     self->error_status_ = 431;
     return -1;
@@ -164,8 +176,41 @@ int ClientConn::cb_headers_complete(llhttp_t* p) {
   return HPE_PAUSED;
 }
 
+int ClientConn::cb_body(llhttp_t* p, const char* at, size_t n) {
+  // llhttp may report an empty span (the body starts at the end of a read).
+  if (n) static_cast<ClientConn*>(p->data)->forward_body(std::string_view(at, n));
+  return 0;
+}
+
+int ClientConn::cb_chunk_header(llhttp_t* p) {
+  auto* self = static_cast<ClientConn*>(p->data);
+  uint64_t size = p->content_length;
+  if (size == 0) return 0;  // the last chunk: written with the end of the message
+  if (size > kMaxChunkSize) {
+    self->error_status_ = 400;
+    self->error_reason_ = "chunk size too large";
+    return -1;
+  }
+  std::string header;
+  append_chunk_header(header, size);
+  self->chunk_open_ = true;
+  self->forward_body(header);
+  return 0;
+}
+
+int ClientConn::cb_chunk_complete(llhttp_t* p) {
+  auto* self = static_cast<ClientConn*>(p->data);
+  if (self->chunk_open_) {
+    self->chunk_open_ = false;
+    self->forward_body(kChunkEnd);
+  }
+  return 0;
+}
+
 int ClientConn::cb_message_complete(llhttp_t* p) {
-  static_cast<ClientConn*>(p->data)->pause_ = Pause::MessageDone;
+  auto* self = static_cast<ClientConn*>(p->data);
+  if (self->body_framing_ == BodyFraming::Chunked) self->forward_body(kLastChunk);  // no trailers
+  self->pause_ = Pause::MessageDone;
   return llhttp_get_upgrade(p) ? 0 : HPE_PAUSED;
 }
 
@@ -209,16 +254,28 @@ void ClientConn::execute(const char* data, size_t len) {
     pause_ = Pause::None;
     llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
     const char* stop = err == HPE_OK ? end : llhttp_get_error_pos(&parser_);
-    if (in_body_ && stop > p) on_request_body(p, static_cast<size_t>(stop - p));
-    if (state_ == State::Closing) return;
+    if (state_ == State::Closing) return;  // a body callback failed to forward
     if (err == HPE_OK) return;
     if (err == HPE_PAUSED && pause_ == Pause::HeadDone) {
       llhttp_resume(&parser_);
-      in_body_ = true;
-      p = stop;
+      in_body_ = true;  // header callbacks from here on are trailers
+      // llhttp checks the head's framing (Transfer-Encoding, upgrade, body length) after
+      // on_headers_complete returns. Let it run on no bytes, so that a head it refuses is
+      // never forwarded: it stops before the first body byte, or at the end of a bodyless
+      // message.
+      pause_ = Pause::None;
+      err = llhttp_execute(&parser_, stop, 0);
+      if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
+        parse_error(err);
+        return;
+      }
       on_request_head();
       if (state_ == State::Closing) return;
-      continue;
+      if (err == HPE_OK) {
+        p = stop;
+        continue;
+      }
+      // The message ended with its head: on to the message end below, at the same place.
     }
     if (err == HPE_PAUSED && pause_ == Pause::MessageDone) {
       // Keep the parser paused: what follows is the next request, parsed after this
@@ -230,7 +287,9 @@ void ClientConn::execute(const char* data, size_t len) {
     }
     if (err == HPE_PAUSED_UPGRADE) {
       in_body_ = false;
-      pending_.append(stop, static_cast<size_t>(end - stop));  // early tunnel bytes
+      upgrade_pause_ = true;
+      // Early tunnel bytes, or the next request when stickyd does not upgrade this one.
+      pending_.append(stop, static_cast<size_t>(end - stop));
       on_request_complete();
       return;
     }
@@ -241,15 +300,15 @@ void ClientConn::execute(const char* data, size_t len) {
 
 void ClientConn::parse_error(llhttp_errno_t err) {
   int status = error_status_ ? error_status_ : 400;
+  bool in_body = head_parsed_ && !request_done_;
   log::warn("bad request", {{"client", peer_ip_},
                             {"status", status},
                             {"error", llhttp_errno_name(err)},
-                            {"reason", llhttp_get_error_reason(&parser_)}});
-  if (state_ == State::RequestHead || state_ == State::Idle) {
-    respond_local(status, reason_phrase(status), "malformed request");
-  } else {
-    abort("malformed request body");
-  }
+                            {"reason", error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_)}});
+  // Before any response byte went out the client gets its 400, even mid-body (HAProxy does
+  // the same); a backend connection the request was streaming to is closed, never reused.
+  // After that, only closing can tell the client.
+  respond_local(status, reason_phrase(status), in_body ? "malformed request body" : "malformed request");
 }
 
 void ClientConn::on_request_head() {
@@ -262,18 +321,12 @@ void ClientConn::on_request_head() {
   bytes_to_client_ = 0;
   auto method = static_cast<llhttp_method_t>(llhttp_get_method(&parser_));
   head_request_ = method == HTTP_HEAD;
-  upgrade_requested_ = llhttp_get_upgrade(&parser_) != 0;
   if (method == HTTP_CONNECT) {
     log::warn("CONNECT refused", {{"client", peer_ip_}});
     respond_local(405, reason_phrase(405), "CONNECT is not supported");
     return;
   }
   head_parsed_ = true;
-  if (const char* bad = invalid_head()) {
-    log::warn("bad request", {{"client", peer_ip_}, {"status", 400}, {"reason", bad}});
-    respond_local(400, reason_phrase(400), bad);
-    return;
-  }
   if (llhttp_get_http_major(&parser_) == 0) {
     log::warn("bad request", {{"client", peer_ip_}, {"status", 400}, {"reason", "HTTP/0.9"}});
     respond_local(400, reason_phrase(400), "HTTP/0.9 is not supported");
@@ -283,6 +336,30 @@ void ClientConn::on_request_head() {
     log::warn("unsupported HTTP version", {{"client", peer_ip_}});
     respond_local(505, "HTTP Version Not Supported", "HTTP/1.0 and HTTP/1.1 only");
     return;
+  }
+  HeadVerdict verdict = check_request_head(head_, llhttp_get_http_major(&parser_),
+                                           llhttp_get_http_minor(&parser_));
+  if (verdict.status) {
+    log::warn("bad request", {{"client", peer_ip_}, {"status", verdict.status}, {"reason", verdict.reason}});
+    respond_local(verdict.status, reason_phrase(verdict.status), verdict.reason);
+    return;
+  }
+  body_framing_ = (parser_.flags & F_CHUNKED)          ? BodyFraming::Chunked
+                  : (parser_.flags & F_CONTENT_LENGTH) ? BodyFraming::Length
+                                                       : BodyFraming::None;
+  body_length_ = parser_.content_length;
+  // Only an allowed token on a GET is upgraded (a websocket handshake is a GET, RFC 6455
+  // 4.1); any other upgrade request goes on as plain HTTP without its Upgrade header, so
+  // nothing but a websocket can become a tunnel (no h2c smuggling).
+  upgrade_requested_ = false;
+  upgrade_value_.clear();
+  if (llhttp_get_upgrade(&parser_)) {
+    if (method == HTTP_GET)
+      upgrade_value_ = allowed_upgrade(head_.get("upgrade"), server_.config().upgrade_protocols);
+    upgrade_requested_ = !upgrade_value_.empty();
+    if (!upgrade_requested_)
+      log::debug("upgrade not allowed: proxied as plain HTTP",
+                 {{"client", peer_ip_}, {"upgrade", head_.get("upgrade")}});
   }
   std::string_view target = head_.start();
   if (target.empty() || target.front() != '/') {
@@ -325,26 +402,6 @@ void ClientConn::on_request_head() {
   acquire_upstream(true);
 }
 
-const char* ClientConn::invalid_head() const {
-  // What llhttp lets through but RFC 9112 forbids, and a proxy must not pass on.
-  size_t hosts = 0;
-  for (size_t i = 0; i < head_.count(); ++i) {
-    std::string_view n = head_.name(i);
-    if (n.find_first_of(" \t") != std::string_view::npos)
-      return "whitespace between header name and colon";  // RFC 9112 5.1
-    if (!iequals(n, "host")) continue;
-    if (++hosts > 1) return "more than one Host header";
-    std::string_view v = head_.value(i);
-    if (v.empty()) return "empty Host header";
-    for (char c : v)
-      if (!kHostBytes.ok[static_cast<unsigned char>(c)]) return "invalid Host header";
-  }
-  if (hosts == 0 && llhttp_get_http_major(const_cast<llhttp_t*>(&parser_)) == 1 &&
-      llhttp_get_http_minor(const_cast<llhttp_t*>(&parser_)) == 1)
-    return "HTTP/1.1 request without Host";  // RFC 9112 3.2
-  return nullptr;
-}
-
 void ClientConn::build_upstream_head(std::string& out) const {
   out.clear();
   out.append(llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(
@@ -360,6 +417,8 @@ void ClientConn::build_upstream_head(std::string& out) const {
   for (size_t i = 0; i < head_.count(); ++i) {
     std::string_view n = head_.name(i);
     if (head_.is_hop_by_hop(i)) continue;
+    // Framing is stickyd's own (below), as it re-frames the body.
+    if (iequals(n, "content-length") || iequals(n, "transfer-encoding")) continue;
     if (iequals(n, "x-forwarded-for")) {
       if (!forwarded_for.empty()) forwarded_for += ", ";
       forwarded_for.append(head_.value(i));
@@ -380,9 +439,12 @@ void ClientConn::build_upstream_head(std::string& out) const {
   }
   if (!forwarded_for.empty()) append_field(out, "X-Forwarded-For", forwarded_for);
   append_field(out, "X-Forwarded-Proto", tls_ctx_ ? "https" : "http");
+  if (body_framing_ == BodyFraming::Chunked) append_field(out, "Transfer-Encoding", "chunked");
+  else if (body_framing_ == BodyFraming::Length)
+    append_field(out, "Content-Length", std::to_string(body_length_));
   if (upgrade_requested_) {
     append_field(out, "Connection", "Upgrade");
-    append_field(out, "Upgrade", head_.get("upgrade"));
+    append_field(out, "Upgrade", upgrade_value_);
   }
   out.append("\r\n");
 }
@@ -438,6 +500,10 @@ void ClientConn::upstream_connected() {
   // and the route stay as they are until the response, so no copy is kept.
   std::string& head = head_scratch();
   build_upstream_head(head);
+  if (log::enabled(LogLevel::Debug))  // what the backend parses: the smuggling tests compare
+    log::debug("forwarded head", {{"client", peer_ip_},
+                                  {"backend", server_.router().backend(route_.backend).config.name},
+                                  {"head", head}});
   bool ok = upstream_->send(head);
   if (ok && !early_body_.empty()) ok = upstream_->send(early_body_);
   std::string().swap(early_body_);
@@ -449,14 +515,15 @@ void ClientConn::upstream_connected() {
   update_reading();
 }
 
-void ClientConn::on_request_body(const char* p, size_t n) {
+void ClientConn::forward_body(std::string_view bytes) {
+  if (state_ == State::Closing) return;
   set_deadline(server_.config().timeouts.body_idle_or_client());  // silent mid-body: 408
   if (local_answer_) return;  // answered already; the body has nowhere to go
-  server_.metrics().bytes_to_backend(route_.backend, n);
+  server_.metrics().bytes_to_backend(route_.backend, bytes.size());
   if (state_ == State::Connecting) {
-    early_body_.append(p, n);
+    early_body_.append(bytes);
   } else if (upstream_) {
-    if (!upstream_->send(std::string_view(p, n))) abort("backend write failed");
+    if (!upstream_->send(bytes)) abort("backend write failed");
   }
   update_reading();
 }
@@ -484,7 +551,13 @@ void ClientConn::upstream_connect_failed(int status) {
 void ClientConn::upstream_head() {
   if (!upstream_) return;
   int st = upstream_->status();
-  if (st == 101) return;  // the tunnel starts in upstream_upgraded()
+  if (st == 101) {
+    // A 101 that llhttp does not take as an upgrade (no `Upgrade`, or no `Connection:
+    // upgrade`) would leave client and backend in different protocols.
+    if (!upstream_->upgraded())
+      upstream_failed(UV_EPROTO, "101 without Upgrade and Connection: upgrade");
+    return;  // a valid one starts the tunnel in upstream_upgraded()
+  }
   if (st >= 100 && st < 200) {
     // Interim response: pass it on unless the client spoke HTTP/1.0, which cannot take it.
     if (llhttp_get_http_minor(&parser_) >= 1) {
@@ -763,8 +836,9 @@ void ClientConn::finish_exchange() {
   head_.release();  // an idle connection keeps no buffers
   set_deadline(server_.config().timeouts.keepalive_or_client());
   seen_bytes_ = false;
-  if (upgrade_requested_) llhttp_resume_after_upgrade(&parser_);  // it was refused
+  if (upgrade_pause_) llhttp_resume_after_upgrade(&parser_);  // not upgraded after all
   else llhttp_resume(&parser_);
+  upgrade_pause_ = false;
   upgrade_requested_ = false;
   if (!pending_.empty()) {
     std::string next;
@@ -779,6 +853,14 @@ void ClientConn::upstream_upgraded(const char* rest, size_t n) {
   if (!upstream_) return;
   if (!upgrade_requested_) {
     upstream_failed(UV_EPROTO, "101 without an upgrade request");
+    return;
+  }
+  // The backend must switch to the protocol that was asked for (RFC 9110 7.8).
+  std::string_view to = upstream_->head().get("upgrade");
+  while (!to.empty() && (to.front() == ' ' || to.front() == '\t')) to.remove_prefix(1);
+  while (!to.empty() && (to.back() == ' ' || to.back() == '\t')) to.remove_suffix(1);
+  if (to.empty() || !has_token(upgrade_value_, to)) {
+    upstream_failed(UV_EPROTO, "101 to a protocol that was not asked for");
     return;
   }
   status_ = 101;
@@ -897,7 +979,8 @@ void ClientConn::upstream_failed(int status, const char* what) {
   // (any byte received, an invalid answer, a POST) is never sent twice.
   auto method = static_cast<llhttp_method_t>(llhttp_get_method(&parser_));
   bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS;
-  bool bodyless = parser_.content_length == 0 && !(parser_.flags & F_CHUNKED);
+  bool bodyless = body_framing_ == BodyFraming::None ||
+                  (body_framing_ == BodyFraming::Length && body_length_ == 0);
   bool closed_unanswered = (status == UV_EOF || status == UV_ECONNRESET || status == UV_EPIPE) &&
                            u && !u->answered();
   if (!head_sent_ && u && u->reused() && !retried_ && request_done_ && bodyless && idempotent &&

@@ -1795,3 +1795,16 @@ TEST_SUITE("config: top-level switches") {
     }
   }
 }
+
+TEST_SUITE("config: upgrade_protocols") {
+  TEST_CASE("upgrade_protocols: websocket by default; tokens lowercased; errors point at the item") {
+    CHECK(load(kMinimal).config.value().upgrade_protocols == std::vector<std::string>{"websocket"});
+    CHECK(load(with("upgrade_protocols: [WebSocket, foo]\n")).config.value().upgrade_protocols ==
+          std::vector<std::string>{"websocket", "foo"});
+    CHECK(load(with("upgrade_protocols: []\n")).config.value().upgrade_protocols.empty());
+    expect_one_error(with("upgrade_protocols: websocket\n"), 4, 20,
+                     "expected a list of upgrade tokens");
+    expect_one_error(with("upgrade_protocols: [websocket, \"h2c x\"]\n"), 4, 32,
+                     "invalid upgrade token 'h2c x'");
+  }
+}
