@@ -31,6 +31,7 @@ enum class BodyFraming : uint8_t { None, Length, Chunked };
 struct HeadVerdict {
   int status = 0;
   const char* reason = nullptr;
+  const char* event = "bad request";  // the log line's event
 };
 HeadVerdict check_request_head(const HttpHead& head, int http_major, int http_minor);
 
@@ -42,7 +43,7 @@ std::string allowed_upgrade(std::string_view value, const std::vector<std::strin
 // follow). Chunks are never larger than this: sizes above it are refused (400), as no
 // backend agrees on what a 64-bit chunk size means.
 inline constexpr uint64_t kMaxChunkSize = 0xffffffffULL;
-void append_chunk_header(std::string& out, uint64_t size);
+std::string_view chunk_header(char (&buf)[24], uint64_t size);  // a view into buf
 inline constexpr std::string_view kChunkEnd = "\r\n";
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 

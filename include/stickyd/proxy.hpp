@@ -23,7 +23,7 @@
 #include "stickyd/health.hpp"
 #include "stickyd/metrics.hpp"
 #include "stickyd/http_head.hpp"
-#include "stickyd/http_request.hpp"
+#include "stickyd/request_reader.hpp"
 #include "stickyd/net.hpp"
 #include "stickyd/router.hpp"
 #include "stickyd/workers.hpp"
@@ -109,7 +109,7 @@ class UpstreamConn final : public Socket {
   void connect_settled();  // the connect ended (either way): no longer pending
 };
 
-class ClientConn final : public Socket {
+class ClientConn final : public Socket, private RequestSink {
  public:
   // `tls`: the listener's context when it terminates TLS, else null.
   ClientConn(Server& server, std::shared_ptr<const tls::ServerContext> tls, bool secure_cookies,
@@ -151,8 +151,6 @@ class ClientConn final : public Socket {
     Tunnel,            // websocket: bytes copied both ways
     Closing,
   };
-  enum class Pause : uint8_t { None, HeadDone, MessageDone };
-
   void on_read(const char* data, size_t len) override;
   void on_eof() override;
   void on_read_error(int status) override;
@@ -164,23 +162,13 @@ class ClientConn final : public Socket {
   void on_tls_error(const std::string& why) override;
   void on_tls_established() override;
 
-  static int cb_message_begin(llhttp_t* p);
-  static int cb_url(llhttp_t* p, const char* at, size_t n);
-  static int cb_header_field(llhttp_t* p, const char* at, size_t n);
-  static int cb_header_value(llhttp_t* p, const char* at, size_t n);
-  static int cb_headers_complete(llhttp_t* p);
-  static int cb_body(llhttp_t* p, const char* at, size_t n);
-  static int cb_chunk_header(llhttp_t* p);
-  static int cb_chunk_complete(llhttp_t* p);
-  static int cb_message_complete(llhttp_t* p);
-  static const llhttp_settings_t* settings();
-  int on_trailer_bytes(size_t n);  // trailer fields are counted, never kept or forwarded
+  // RequestSink
+  void on_request_begin() override;
+  void on_forward_body(std::string_view bytes) override;  // re-framed body bytes
 
   void execute(const char* data, size_t len);
-  void parse_error(llhttp_errno_t err);
+  void parse_error();
   void on_request_head();
-  // Body bytes as forwarded (data, or the chunk framing stickyd writes around it).
-  void forward_body(std::string_view bytes);
   void on_request_complete();
   void acquire_upstream(bool allow_reuse);
   void build_upstream_head(std::string& out) const;
@@ -219,8 +207,8 @@ class ClientConn final : public Socket {
   std::shared_ptr<const tls::ServerContext> tls_ctx_;  // kept alive by its connections (reload)
   bool secure_cookies_ = false;
   Millis handshake_timeout_{0};
-  llhttp_t parser_;
-  HttpHead head_;
+  RequestReader reader_;
+  HttpHead& head_;  // reader_'s: the current request's head
   std::string peer_ip_;
   std::string pending_;       // client bytes not parsed yet (pipelined requests, early tunnel bytes)
   std::string early_body_;    // request body that arrived before the backend connection
@@ -230,18 +218,10 @@ class ClientConn final : public Socket {
   UpstreamConn* upstream_ = nullptr;
   Route route_;
   State state_ = State::Idle;
-  Pause pause_ = Pause::None;
-  int error_status_ = 0;       // 400/414/431 decided inside a parser callback
-  const char* error_reason_ = nullptr;  // ...and why, when llhttp's reason would not say
-  uint64_t body_length_ = 0;   // Content-Length of the current request (BodyFraming::Length)
-  uint32_t trailer_bytes_ = 0;
-  BodyFraming body_framing_ = BodyFraming::None;
-  bool chunk_open_ = false;    // a chunk header was forwarded; its data's CRLF is due
-  bool upgrade_pause_ = false;  // llhttp stopped at an upgrade request (HPE_PAUSED_UPGRADE)
+  bool reader_paused_ = false;  // the reader stopped at a message end or upgrade
   int status_ = 0;             // status sent to the client for this exchange
   int64_t started_ms_ = 0;
   uint64_t bytes_to_client_ = 0;
-  bool in_body_ = false;
   bool request_done_ = false;
   bool head_sent_ = false;
   bool retried_ = false;

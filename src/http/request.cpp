@@ -156,16 +156,17 @@ std::string allowed_upgrade(std::string_view value, const std::vector<std::strin
   return out;
 }
 
-void append_chunk_header(std::string& out, uint64_t size) {
+std::string_view chunk_header(char (&buf)[24], uint64_t size) {
   static const char hex[] = "0123456789abcdef";
-  char buf[16];
-  size_t n = 0;
+  char* end = buf + sizeof buf;
+  char* p = end;
+  *--p = '\n';
+  *--p = '\r';
   do {
-    buf[n++] = hex[size & 15];
+    *--p = hex[size & 15];
     size >>= 4;
   } while (size);
-  while (n) out += buf[--n];
-  out += "\r\n";
+  return {p, static_cast<size_t>(end - p)};
 }
 
 bool llhttp_is_strict() {

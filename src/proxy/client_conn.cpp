@@ -58,31 +58,11 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 
 }  // namespace
 
-const llhttp_settings_t* ClientConn::settings() {
-  static const llhttp_settings_t s = [] {
-    llhttp_settings_t st;
-    llhttp_settings_init(&st);
-    st.on_message_begin = cb_message_begin;
-    st.on_url = cb_url;
-    st.on_header_field = cb_header_field;
-    st.on_header_value = cb_header_value;
-    st.on_headers_complete = cb_headers_complete;
-    st.on_body = cb_body;
-    st.on_chunk_header = cb_chunk_header;
-    st.on_chunk_complete = cb_chunk_complete;
-    st.on_message_complete = cb_message_complete;
-    return st;
-  }();
-  return &s;
-}
-
 ClientConn::ClientConn(Server& server, std::shared_ptr<const tls::ServerContext> tls,
                        bool secure_cookies, Millis handshake_timeout)
     : Socket(server.loop()), server_(server), tls_ctx_(std::move(tls)),
-      secure_cookies_(secure_cookies), handshake_timeout_(handshake_timeout) {
-  llhttp_init(&parser_, HTTP_REQUEST, settings());
-  parser_.data = this;
-}
+      secure_cookies_(secure_cookies), handshake_timeout_(handshake_timeout),
+      reader_(*this, server.config().limits), head_(reader_.head()) {}
 
 void ClientConn::start() {
   uv_tcp_nodelay(tcp(), 1);
@@ -103,115 +83,19 @@ void ClientConn::start() {
   start_reading();
 }
 
-// ---------------------------------------------------------------- llhttp trampolines
+// ---------------------------------------------------------------- request reader events
 
-int ClientConn::cb_message_begin(llhttp_t* p) {
-  auto* self = static_cast<ClientConn*>(p->data);
-  self->head_.clear();
-  self->state_ = State::RequestHead;
-  self->started_ms_ = self->server_.now_ms();
-  self->head_sent_ = false;
-  self->status_ = 0;
-  self->error_status_ = 0;
-  self->bytes_to_client_ = 0;
-  self->route_ = Route{};
-  self->settled_ = false;
-  self->head_parsed_ = false;
-  self->local_ = false;
-  self->local_answer_ = false;
-  self->error_reason_ = nullptr;
-  self->trailer_bytes_ = 0;
-  self->chunk_open_ = false;
-  self->body_framing_ = BodyFraming::None;
-  self->body_length_ = 0;
-  return 0;
-}
-
-int ClientConn::cb_url(llhttp_t* p, const char* at, size_t n) {
-  auto* self = static_cast<ClientConn*>(p->data);
-  size_t total = self->head_.add_start(at, n);
-  if (self->head_.start().size() > self->server_.config().limits.max_url_length) {
-    self->error_status_ = 414;
-    return -1;
-  }
-  if (total > self->server_.config().limits.max_header_size) {
-    self->error_status_ = 431;
-    return -1;
-  }
-  return 0;
-}
-
-int ClientConn::on_trailer_bytes(size_t n) {
-  trailer_bytes_ += static_cast<uint32_t>(n);
-  if (trailer_bytes_ <= server_.config().limits.max_header_size) return 0;
-  error_status_ = 431;
-  return -1;
-}
-
-int ClientConn::cb_header_field(llhttp_t* p, const char* at, size_t n) {
-  auto* self = static_cast<ClientConn*>(p->data);
-  // After the head, header fields are chunked trailers: never merged into the head (which
-  // may not have been forwarded yet) and never forwarded.
-  if (self->in_body_) return self->on_trailer_bytes(n);
-  const Limits& limits = self->server_.config().limits;
-  if (self->head_.add_name(at, n) > limits.max_header_size || self->head_.count() > limits.max_headers) {
-    self->error_status_ = 431;
-    return -1;
-  }
-  return 0;
-}
-
-int ClientConn::cb_header_value(llhttp_t* p, const char* at, size_t n) {
-  auto* self = static_cast<ClientConn*>(p->data);
-  if (self->in_body_) return self->on_trailer_bytes(n);
-  if (self->head_.add_value(at, n) > self->server_.config().limits.max_header_size) {
-    self->error_status_ = 431;
-    return -1;
-  }
-  return 0;
-}
-
-int ClientConn::cb_headers_complete(llhttp_t* p) {
-  static_cast<ClientConn*>(p->data)->pause_ = Pause::HeadDone;
-  return HPE_PAUSED;
-}
-
-int ClientConn::cb_body(llhttp_t* p, const char* at, size_t n) {
-  // llhttp may report an empty span (the body starts at the end of a read).
-  if (n) static_cast<ClientConn*>(p->data)->forward_body(std::string_view(at, n));
-  return 0;
-}
-
-int ClientConn::cb_chunk_header(llhttp_t* p) {
-  auto* self = static_cast<ClientConn*>(p->data);
-  uint64_t size = p->content_length;
-  if (size == 0) return 0;  // the last chunk: written with the end of the message
-  if (size > kMaxChunkSize) {
-    self->error_status_ = 400;
-    self->error_reason_ = "chunk size too large";
-    return -1;
-  }
-  std::string header;
-  append_chunk_header(header, size);
-  self->chunk_open_ = true;
-  self->forward_body(header);
-  return 0;
-}
-
-int ClientConn::cb_chunk_complete(llhttp_t* p) {
-  auto* self = static_cast<ClientConn*>(p->data);
-  if (self->chunk_open_) {
-    self->chunk_open_ = false;
-    self->forward_body(kChunkEnd);
-  }
-  return 0;
-}
-
-int ClientConn::cb_message_complete(llhttp_t* p) {
-  auto* self = static_cast<ClientConn*>(p->data);
-  if (self->body_framing_ == BodyFraming::Chunked) self->forward_body(kLastChunk);  // no trailers
-  self->pause_ = Pause::MessageDone;
-  return llhttp_get_upgrade(p) ? 0 : HPE_PAUSED;
+void ClientConn::on_request_begin() {
+  state_ = State::RequestHead;
+  started_ms_ = server_.now_ms();
+  head_sent_ = false;
+  status_ = 0;
+  bytes_to_client_ = 0;
+  route_ = Route{};
+  settled_ = false;
+  head_parsed_ = false;
+  local_ = false;
+  local_answer_ = false;
 }
 
 // ---------------------------------------------------------------- client bytes
@@ -236,7 +120,7 @@ void ClientConn::on_read(const char* data, size_t len) {
   seen_bytes_ = true;
   // While an exchange waits for its response, or earlier bytes wait their turn, new bytes
   // queue behind them: responses go back in request order.
-  if (!pending_.empty() || request_done_ || pause_ != Pause::None) {
+  if (!pending_.empty() || request_done_ || reader_paused_) {
     pending_.append(data, len);
     update_reading();
     return;
@@ -251,60 +135,38 @@ void ClientConn::execute(const char* data, size_t len) {
   const char* p = data;
   const char* end = data + len;
   for (;;) {
-    pause_ = Pause::None;
-    llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(end - p));
-    const char* stop = err == HPE_OK ? end : llhttp_get_error_pos(&parser_);
-    if (state_ == State::Closing) return;  // a body callback failed to forward
-    if (err == HPE_OK) return;
-    if (err == HPE_PAUSED && pause_ == Pause::HeadDone) {
-      llhttp_resume(&parser_);
-      in_body_ = true;  // header callbacks from here on are trailers
-      // llhttp checks the head's framing (Transfer-Encoding, upgrade, body length) after
-      // on_headers_complete returns. Let it run on no bytes, so that a head it refuses is
-      // never forwarded: it stops before the first body byte, or at the end of a bodyless
-      // message.
-      pause_ = Pause::None;
-      err = llhttp_execute(&parser_, stop, 0);
-      if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
-        parse_error(err);
+    RequestReader::Result r = reader_.execute(p, end);
+    if (state_ == State::Closing) return;  // forwarding a body failed
+    switch (r.event) {
+      case RequestReader::Event::NeedMore:
         return;
-      }
-      on_request_head();
-      if (state_ == State::Closing) return;
-      if (err == HPE_OK) {
-        p = stop;
+      case RequestReader::Event::Head:
+        on_request_head();
+        if (state_ == State::Closing) return;
+        p = r.stop;
         continue;
-      }
-      // The message ended with its head: on to the message end below, at the same place.
+      case RequestReader::Event::Message:
+      case RequestReader::Event::Upgrade:
+        // The reader stays paused: what follows is the next request (or early tunnel bytes),
+        // parsed after this exchange ends.
+        reader_paused_ = true;
+        pending_.append(r.stop, static_cast<size_t>(end - r.stop));
+        on_request_complete();
+        return;
+      case RequestReader::Event::Error:
+        parse_error();
+        return;
     }
-    if (err == HPE_PAUSED && pause_ == Pause::MessageDone) {
-      // Keep the parser paused: what follows is the next request, parsed after this
-      // exchange ends.
-      in_body_ = false;
-      pending_.append(stop, static_cast<size_t>(end - stop));
-      on_request_complete();
-      return;
-    }
-    if (err == HPE_PAUSED_UPGRADE) {
-      in_body_ = false;
-      upgrade_pause_ = true;
-      // Early tunnel bytes, or the next request when stickyd does not upgrade this one.
-      pending_.append(stop, static_cast<size_t>(end - stop));
-      on_request_complete();
-      return;
-    }
-    parse_error(err);
-    return;
   }
 }
 
-void ClientConn::parse_error(llhttp_errno_t err) {
-  int status = error_status_ ? error_status_ : 400;
+void ClientConn::parse_error() {
+  int status = reader_.error_status();
   bool in_body = head_parsed_ && !request_done_;
   log::warn("bad request", {{"client", peer_ip_},
                             {"status", status},
-                            {"error", llhttp_errno_name(err)},
-                            {"reason", error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_)}});
+                            {"error", reader_.error_name()},
+                            {"reason", reader_.reason()}});
   // Before any response byte went out the client gets its 400, even mid-body (HAProxy does
   // the same); a backend connection the request was streaming to is closed, never reused.
   // After that, only closing can tell the client.
@@ -319,41 +181,24 @@ void ClientConn::on_request_head() {
   hold_gave_up_ = false;
   status_ = 0;
   bytes_to_client_ = 0;
-  auto method = static_cast<llhttp_method_t>(llhttp_get_method(&parser_));
+  llhttp_method_t method = reader_.method();
   head_request_ = method == HTTP_HEAD;
-  if (method == HTTP_CONNECT) {
-    log::warn("CONNECT refused", {{"client", peer_ip_}});
-    respond_local(405, reason_phrase(405), "CONNECT is not supported");
-    return;
-  }
-  head_parsed_ = true;
-  if (llhttp_get_http_major(&parser_) == 0) {
-    log::warn("bad request", {{"client", peer_ip_}, {"status", 400}, {"reason", "HTTP/0.9"}});
-    respond_local(400, reason_phrase(400), "HTTP/0.9 is not supported");
-    return;
-  }
-  if (llhttp_get_http_major(&parser_) != 1 || llhttp_get_http_minor(&parser_) > 1) {
-    log::warn("unsupported HTTP version", {{"client", peer_ip_}});
-    respond_local(505, "HTTP Version Not Supported", "HTTP/1.0 and HTTP/1.1 only");
-    return;
-  }
-  HeadVerdict verdict = check_request_head(head_, llhttp_get_http_major(&parser_),
-                                           llhttp_get_http_minor(&parser_));
+  HeadVerdict verdict = reader_.verdict();
+  head_parsed_ = verdict.status != 405;  // a CONNECT's access line names no method
   if (verdict.status) {
-    log::warn("bad request", {{"client", peer_ip_}, {"status", verdict.status}, {"reason", verdict.reason}});
+    log::warn(verdict.event, {{"client", peer_ip_},
+                              {"status", verdict.status},
+                              {"reason", verdict.reason},
+                              {"target", head_.start()}});
     respond_local(verdict.status, reason_phrase(verdict.status), verdict.reason);
     return;
   }
-  body_framing_ = (parser_.flags & F_CHUNKED)          ? BodyFraming::Chunked
-                  : (parser_.flags & F_CONTENT_LENGTH) ? BodyFraming::Length
-                                                       : BodyFraming::None;
-  body_length_ = parser_.content_length;
   // Only an allowed token on a GET is upgraded (a websocket handshake is a GET, RFC 6455
   // 4.1); any other upgrade request goes on as plain HTTP without its Upgrade header, so
   // nothing but a websocket can become a tunnel (no h2c smuggling).
   upgrade_requested_ = false;
   upgrade_value_.clear();
-  if (llhttp_get_upgrade(&parser_)) {
+  if (reader_.wants_upgrade()) {
     if (method == HTTP_GET)
       upgrade_value_ = allowed_upgrade(head_.get("upgrade"), server_.config().upgrade_protocols);
     upgrade_requested_ = !upgrade_value_.empty();
@@ -362,12 +207,6 @@ void ClientConn::on_request_head() {
                  {{"client", peer_ip_}, {"upgrade", head_.get("upgrade")}});
   }
   std::string_view target = head_.start();
-  if (target.empty() || target.front() != '/') {
-    // Absolute-form and asterisk-form targets: stickyd is not a forward proxy.
-    log::warn("request target not origin-form", {{"client", peer_ip_}, {"target", target}});
-    respond_local(400, reason_phrase(400), "request target must be origin-form");
-    return;
-  }
   // The Cookie header as the router wants it: every Cookie line joined with "; " (almost
   // always there is exactly one, used as it is).
   std::string_view cookies;
@@ -404,21 +243,18 @@ void ClientConn::on_request_head() {
 
 void ClientConn::build_upstream_head(std::string& out) const {
   out.clear();
-  out.append(llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(
-      const_cast<llhttp_t*>(&parser_)))));
+  out.append(reader_.method_name());
   out += ' ';
   if (route_.strip_tag && route_.source == KeySource::Query)
     out.append(replace_query_param(head_.start(), "sid", route_.key));  // the backend's own sid
   else
     out.append(head_.start());
-  out.append(llhttp_get_http_minor(const_cast<llhttp_t*>(&parser_)) == 0 ? " HTTP/1.0\r\n"
-                                                                          : " HTTP/1.1\r\n");
+  out.append(reader_.http_minor() == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   std::string forwarded_for;
   for (size_t i = 0; i < head_.count(); ++i) {
     std::string_view n = head_.name(i);
     if (head_.is_hop_by_hop(i)) continue;
-    // Framing is stickyd's own (below), as it re-frames the body.
-    if (iequals(n, "content-length") || iequals(n, "transfer-encoding")) continue;
+    if (RequestReader::is_framing_field(n)) continue;  // stickyd writes its own (below)
     if (iequals(n, "x-forwarded-for")) {
       if (!forwarded_for.empty()) forwarded_for += ", ";
       forwarded_for.append(head_.value(i));
@@ -439,9 +275,7 @@ void ClientConn::build_upstream_head(std::string& out) const {
   }
   if (!forwarded_for.empty()) append_field(out, "X-Forwarded-For", forwarded_for);
   append_field(out, "X-Forwarded-Proto", tls_ctx_ ? "https" : "http");
-  if (body_framing_ == BodyFraming::Chunked) append_field(out, "Transfer-Encoding", "chunked");
-  else if (body_framing_ == BodyFraming::Length)
-    append_field(out, "Content-Length", std::to_string(body_length_));
+  reader_.append_framing(out);
   if (upgrade_requested_) {
     append_field(out, "Connection", "Upgrade");
     append_field(out, "Upgrade", upgrade_value_);
@@ -515,10 +349,11 @@ void ClientConn::upstream_connected() {
   update_reading();
 }
 
-void ClientConn::forward_body(std::string_view bytes) {
+void ClientConn::on_forward_body(std::string_view bytes) {
   if (state_ == State::Closing) return;
   set_deadline(server_.config().timeouts.body_idle_or_client());  // silent mid-body: 408
-  if (local_answer_) return;  // answered already; the body has nowhere to go
+  // Answered already (or not routed, which the reader rules out): nowhere to go.
+  if (local_answer_ || route_.backend < 0) return;
   server_.metrics().bytes_to_backend(route_.backend, bytes.size());
   if (state_ == State::Connecting) {
     early_body_.append(bytes);
@@ -530,7 +365,7 @@ void ClientConn::forward_body(std::string_view bytes) {
 
 void ClientConn::on_request_complete() {
   request_done_ = true;
-  keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
+  keep_alive_ = reader_.keep_alive();
   clear_deadline();  // from here the backend's timeout applies
   if (local_answer_) {
     finish_exchange();
@@ -560,7 +395,7 @@ void ClientConn::upstream_head() {
   }
   if (st >= 100 && st < 200) {
     // Interim response: pass it on unless the client spoke HTTP/1.0, which cannot take it.
-    if (llhttp_get_http_minor(&parser_) >= 1) {
+    if (reader_.http_minor() >= 1) {
       std::string out = "HTTP/1.1 " + std::to_string(st) + " ";
       out.append(upstream_->head().start());
       out.append("\r\n");
@@ -603,7 +438,7 @@ void ClientConn::write_response_head(const ResponseEdit& edit) {
   int st = upstream_->status();
   bool upgrade = st == 101;
   if (!upgrade && (!keep_alive_ || upstream_->response_needs_eof() ||
-                   llhttp_get_http_minor(&parser_) == 0))
+                   reader_.http_minor() == 0))
     close_after_response_ = true;
   auto prefixed = [&](std::string_view value) {
     const BackendConfig& b = cfg.backends[static_cast<size_t>(route_.backend)];
@@ -828,7 +663,7 @@ void ClientConn::finish_exchange() {
   settle("done");
   state_ = State::Idle;
   request_done_ = false;
-  pause_ = Pause::None;
+  reader_paused_ = false;
   if (close_after_response_ || !keep_alive_ || server_.draining()) {
     close_gracefully();
     return;
@@ -836,9 +671,7 @@ void ClientConn::finish_exchange() {
   head_.release();  // an idle connection keeps no buffers
   set_deadline(server_.config().timeouts.keepalive_or_client());
   seen_bytes_ = false;
-  if (upgrade_pause_) llhttp_resume_after_upgrade(&parser_);  // not upgraded after all
-  else llhttp_resume(&parser_);
-  upgrade_pause_ = false;
+  reader_.resume();
   upgrade_requested_ = false;
   if (!pending_.empty()) {
     std::string next;
@@ -977,10 +810,9 @@ void ClientConn::upstream_failed(int status, const char* what) {
   // of answer): the backend never processed the request. Replay it once on a fresh
   // connection, and only an idempotent, bodyless one: a request the backend may have acted on
   // (any byte received, an invalid answer, a POST) is never sent twice.
-  auto method = static_cast<llhttp_method_t>(llhttp_get_method(&parser_));
+  llhttp_method_t method = reader_.method();
   bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS;
-  bool bodyless = body_framing_ == BodyFraming::None ||
-                  (body_framing_ == BodyFraming::Length && body_length_ == 0);
+  bool bodyless = reader_.bodyless();
   bool closed_unanswered = (status == UV_EOF || status == UV_ECONNRESET || status == UV_EPIPE) &&
                            u && !u->answered();
   if (!head_sent_ && u && u->reused() && !retried_ && request_done_ && bodyless && idempotent &&
@@ -1179,7 +1011,7 @@ void ClientConn::settle(const char* outcome, bool keep_pin) {
   if (!cfg.access_log && !log::enabled(LogLevel::Debug)) return;
   std::string backend = route_.backend >= 0 ? router.backend(route_.backend).config.name : "-";
   const char* method =
-      head_parsed_ ? llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(&parser_))) : "-";
+      head_parsed_ ? reader_.method_name() : "-";
   std::initializer_list<log::Field> fields = {
       {"client", peer_ip_},        {"method", method},
       {"target", head_.start()},   {"status", status_},
