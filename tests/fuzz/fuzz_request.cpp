@@ -1,5 +1,5 @@
-// fuzz_request: raw client bytes -> llhttp (HTTP_REQUEST, callbacks as in
-// src/proxy/client_conn.cpp) -> for every complete request head: Router::route, pin/learn/unpin,
+// fuzz_request: raw client bytes -> RequestReader (the request path's llhttp driver, as
+// ClientConn uses it) -> for every complete request head: Router::route, pin/learn/unpin,
 // and the rewrites the proxy applies to what it forwards (sid in the query, Cookie header).
 //
 // Two routers per input, built fresh so that every run of an input is deterministic:
@@ -19,6 +19,7 @@
 #include "stickyd/http_head.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/query.hpp"
+#include "stickyd/request_reader.hpp"
 #include "stickyd/rewrite.hpp"
 #include "stickyd/router.hpp"
 
@@ -66,67 +67,11 @@ const Config& load(const char* yaml) {
   return *new Config(std::move(*r.config));  // lives for the whole process
 }
 
-// Collects one request head at a time, like ClientConn's llhttp callbacks.
-struct Conn {
-  HttpHead head;
-  bool head_done = false;
-  bool message_done = false;
-  bool too_big = false;
-  const Limits* limits = nullptr;
+// The request path's reader (as ClientConn uses it); bodies are not looked at here.
+struct Conn final : RequestSink {
+  void on_request_begin() override {}
+  void on_forward_body(std::string_view) override {}
 };
-
-int cb_message_begin(llhttp_t* p) {
-  static_cast<Conn*>(p->data)->head.clear();
-  return 0;
-}
-int cb_url(llhttp_t* p, const char* at, size_t n) {
-  auto* c = static_cast<Conn*>(p->data);
-  size_t total = c->head.add_start(at, n);
-  if (c->head.start().size() > c->limits->max_url_length || total > c->limits->max_header_size) {
-    c->too_big = true;
-    return -1;
-  }
-  return 0;
-}
-int cb_header_field(llhttp_t* p, const char* at, size_t n) {
-  auto* c = static_cast<Conn*>(p->data);
-  if (c->head.add_name(at, n) > c->limits->max_header_size) {
-    c->too_big = true;
-    return -1;
-  }
-  return 0;
-}
-int cb_header_value(llhttp_t* p, const char* at, size_t n) {
-  auto* c = static_cast<Conn*>(p->data);
-  if (c->head.add_value(at, n) > c->limits->max_header_size) {
-    c->too_big = true;
-    return -1;
-  }
-  return 0;
-}
-int cb_headers_complete(llhttp_t* p) {
-  static_cast<Conn*>(p->data)->head_done = true;
-  return HPE_PAUSED;
-}
-int cb_message_complete(llhttp_t* p) {
-  static_cast<Conn*>(p->data)->message_done = true;
-  return llhttp_get_upgrade(p) ? 0 : HPE_PAUSED;
-}
-
-const llhttp_settings_t* settings() {
-  static const llhttp_settings_t s = [] {
-    llhttp_settings_t st;
-    llhttp_settings_init(&st);
-    st.on_message_begin = cb_message_begin;
-    st.on_url = cb_url;
-    st.on_header_field = cb_header_field;
-    st.on_header_value = cb_header_value;
-    st.on_headers_complete = cb_headers_complete;
-    st.on_message_complete = cb_message_complete;
-    return st;
-  }();
-  return &s;
-}
 
 // What ClientConn::forwarded_cookie does with one Cookie header line.
 std::string forwarded_cookie(const Config& cfg, const Persistence& p, const Route& r,
@@ -162,10 +107,10 @@ struct Session {
 
   explicit Session(const Config& c) : cfg(c), router(c) {}
 
-  void on_head(const HttpHead& head, llhttp_t* parser, uint64_t seed) {
-    auto method = static_cast<llhttp_method_t>(llhttp_get_method(parser));
+  void on_head(const RequestReader& reader, uint64_t seed) {
+    const HttpHead& head = reader.head();
     std::string_view target = head.start();
-    if (method == HTTP_CONNECT || target.empty() || target.front() != '/') return;  // 405/400
+    if (reader.verdict().status) return;  // refused before routing (405/400/501/505)
     std::string cookies = head.join("cookie", "; ");
     const uint64_t h = fuzz::fnv1a(target, fuzz::fnv1a(cookies, seed));
 
@@ -285,31 +230,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const Config* cfg : {&cfg_a, &cfg_b}) {
     Session session(*cfg);
     Conn conn;
-    conn.limits = &cfg->limits;
-    llhttp_t parser;
-    llhttp_init(&parser, HTTP_REQUEST, settings());
-    parser.data = &conn;
+    RequestReader reader(conn, cfg->limits);
     const char* p = input.data();
     const char* end = input.data() + input.size();
     uint64_t seed = cfg == &cfg_a ? 1 : 2;
     for (int guard = 0; guard < 10000; ++guard) {
-      conn.head_done = conn.message_done = false;
-      llhttp_errno_t err = llhttp_execute(&parser, p, static_cast<size_t>(end - p));
-      const char* stop = err == HPE_OK ? end : llhttp_get_error_pos(&parser);
-      FUZZ_CHECK(stop >= p && stop <= end);
-      if (err == HPE_OK) break;
-      if (err == HPE_PAUSED && conn.head_done) {
-        llhttp_resume(&parser);
-        p = stop;
-        session.on_head(conn.head, &parser, seed++);
+      RequestReader::Result r = reader.execute(p, end);
+      FUZZ_CHECK(r.stop >= p && r.stop <= end);
+      if (r.event == RequestReader::Event::Head) {
+        p = r.stop;
+        session.on_head(reader, seed++);
         continue;
       }
-      if (err == HPE_PAUSED && conn.message_done) {
-        llhttp_resume(&parser);  // the proxy resumes here once the exchange has ended
-        p = stop;
+      if (r.event == RequestReader::Event::Message) {
+        reader.resume();  // the proxy resumes here once the exchange has ended
+        p = r.stop;
         continue;
       }
-      break;  // HPE_PAUSED_UPGRADE (tunnel bytes follow) or a parse error (400/414/431)
+      break;  // all consumed, an upgrade (tunnel bytes follow) or a parse error (400/414/431)
     }
     session.finish();
   }
