@@ -186,9 +186,15 @@ struct HealthCheckConfig {
 };
 
 struct AdminConfig {
+  static constexpr Millis kIdleTimeout{30000};       // idle authenticated connections
+  static constexpr uint32_t kMaxConnections = 64;    // open admin connections, all clients
   bool enabled = false;
   SocketAddress listen;   // default 127.0.0.1:9901
   std::string token;      // bearer token required on every admin request; empty = none
+  // Unauthenticated connections (all of them without a token): each request must arrive
+  // whole within this, counted from the accept or the previous answer (0 < t <= 30 s).
+  Millis request_timeout{5000};
+  uint32_t max_connections_per_ip = 8;  // open admin connections per client address (1..64)
 };
 
 struct HeaderSetting {

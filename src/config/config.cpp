@@ -1848,6 +1848,23 @@ class Loader {
                     }
                     a.token = *s;
                   }},
+                 {"request_timeout",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    auto d = get_duration(v, k);
+                    if (!d) return;
+                    if (*d > AdminConfig::kIdleTimeout) {
+                      error(where(v, k), "admin request_timeout must not exceed " +
+                                             ms_text(AdminConfig::kIdleTimeout) +
+                                             " (the admin idle timeout)");
+                      return;
+                    }
+                    a.request_timeout = *d;
+                  }},
+                 {"max_connections_per_ip",
+                  [&](const YAML::Node& k, const YAML::Node& v) {
+                    if (auto i = get_int(v, k, 1, AdminConfig::kMaxConnections))
+                      a.max_connections_per_ip = static_cast<uint32_t>(*i);
+                  }},
              });
   }
 

@@ -745,6 +745,8 @@ TEST_SUITE("config: persistence, balancing, health, admin, headers") {
     CHECK(c.admin.listen.port() == 9901);
     CHECK(ip_of(c.admin.listen) == "127.0.0.1");
     CHECK(c.admin.token.empty());
+    CHECK(c.admin.request_timeout == 5000ms);
+    CHECK(c.admin.max_connections_per_ip == 8);
     CHECK(c.headers.handshake.empty());
     CHECK(c.headers.all.empty());
   }
@@ -1204,6 +1206,51 @@ TEST_SUITE("config: persistence, balancing, health, admin, headers") {
     expect_one_error(with("admin:\n  user: x\n"), 5, 3, "unknown key 'user'");
   }
 
+  TEST_CASE("admin request_timeout and max_connections_per_ip") {
+    {
+      const Config c = load_ok(with("admin:\n  request_timeout: 300ms\n"
+                                    "  max_connections_per_ip: 2\n"));
+      CHECK(c.admin.enabled);
+      CHECK(c.admin.request_timeout == 300ms);
+      CHECK(c.admin.max_connections_per_ip == 2);
+    }
+    {
+      const Config c = load_ok(with("admin: {request_timeout: 30s, max_connections_per_ip: 64}\n"));
+      CHECK(c.admin.request_timeout == 30000ms);
+      CHECK(c.admin.max_connections_per_ip == 64);
+    }
+    CHECK(load_ok(with("admin: {max_connections_per_ip: 1}\n")).admin.max_connections_per_ip == 1);
+    CHECK(load_ok(with("admin: {max_connections_per_ip: 1}\n")).admin.request_timeout == 5000ms);
+    struct Bad {
+      std::string key, value;
+      const char* error;
+    };
+    for (const Bad& b : {
+             Bad{"request_timeout", "0s", "greater than 0"},
+             Bad{"request_timeout", "-1s", "invalid duration '-1s'"},
+             Bad{"request_timeout", "soon", "invalid duration 'soon'"},
+             Bad{"request_timeout", "[5s]", "expected a duration"},
+             Bad{"request_timeout", "31s",
+                 "admin request_timeout must not exceed 30000ms (the admin idle timeout)"},
+             Bad{"max_connections_per_ip", "0", "between 1 and 64"},
+             Bad{"max_connections_per_ip", "65", "between 1 and 64"},
+             Bad{"max_connections_per_ip", "many", "expected an integer"},
+         }) {
+      // The value's column: after "  <key>: ".
+      const int col = 2 + static_cast<int>(b.key.size()) + 3;
+      expect_one_error(with("admin:\n  " + b.key + ": " + b.value + "\n"), 5, col, b.error);
+    }
+    // Both wrong: both reported, each at its value.
+    const ConfigResult r =
+        load(with("admin:\n  request_timeout: 1m\n  max_connections_per_ip: -1\n"));
+    INFO(all_errors(r));
+    CHECK_FALSE(r.config);
+    REQUIRE(r.errors.size() == 2);
+    CHECK(r.errors[0].to_string() ==
+          "t.yaml:5:20: admin request_timeout must not exceed 30000ms (the admin idle timeout)");
+    CHECK(r.errors[1].to_string() == "t.yaml:6:27: expected an integer between 1 and 64");
+  }
+
   TEST_CASE("headers") {
     {
       const Config c =
@@ -1310,6 +1357,8 @@ TEST_SUITE("config: persistence, balancing, health, admin, headers") {
                              "admin:\n"
                              "  listen: 127.0.0.1:9902\n"
                              "  token: \"0123456789abcdef\"\n"
+                             "  request_timeout: 2s\n"
+                             "  max_connections_per_ip: 4\n"
                              "access_log: {format: json}\n"
                              "headers:\n"
                              "  handshake: {X-Foo: bar}\n"
@@ -1353,6 +1402,8 @@ TEST_SUITE("config: persistence, balancing, health, admin, headers") {
     CHECK(c.admin.enabled);
     CHECK(c.admin.listen.port() == 9902);
     CHECK(c.admin.token == "0123456789abcdef");
+    CHECK(c.admin.request_timeout == 2000ms);
+    CHECK(c.admin.max_connections_per_ip == 4);
     CHECK(c.access_log);
     CHECK(c.access_log_json);
     REQUIRE(c.headers.handshake.size() == 1);
