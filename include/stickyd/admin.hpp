@@ -11,8 +11,16 @@
 // HTTP/1.1 with keep-alive and pipelining, request bodies up to 4 KiB (413 beyond), heads up
 // to 16 KiB (431/414 beyond). Errors are JSON: {"error":"..."}. With AdminConfig::token set,
 // every request (including /health) needs `Authorization: Bearer <token>`, else 401.
-// Malformed requests get 400 and the connection is closed; an idle connection is closed
-// after 30 s; at most kMaxConnections connections at once (more are closed on accept).
+// Malformed requests get 400 and the connection is closed.
+//
+// Slow and idle clients: a connection counts as authenticated once one of its requests
+// carried the valid token (never without a token). An unauthenticated connection must
+// deliver each request whole within AdminConfig::request_timeout (5 s), counted from the
+// accept or from the previous answer, so trickled bytes do not extend it: else 408 (a
+// request begun) or a silent close (nothing sent), and a log line for the 408. An
+// authenticated connection may stay idle for 30 s. At most kMaxConnections connections at
+// once, and AdminConfig::max_connections_per_ip (8) from one client address: more are
+// closed on accept (logged at most once a second).
 #pragma once
 
 #include <uv.h>
@@ -56,7 +64,7 @@ class AdminServer {
   static constexpr uint32_t kMaxWeight = 1000000;
   static constexpr size_t kMaxBody = 4096;
   static constexpr size_t kMaxHead = 16 * 1024;
-  static constexpr size_t kMaxConnections = 64;
+  static constexpr size_t kMaxConnections = AdminConfig::kMaxConnections;
 
   // `cfg` is copied; `model` must outlive this object.
   AdminServer(uv_loop_t* loop, const AdminConfig& cfg, AdminModel& model);
@@ -72,6 +80,7 @@ class AdminServer {
   void stop();
 
   size_t connections() const { return conns_.size(); }
+  size_t connections_from(const std::string& ip) const;  // admitted, not closing yet
   void set_idle_timeout(Millis t) { idle_timeout_ = t; }  // default 30 s
 
  private:
@@ -79,6 +88,8 @@ class AdminServer {
   friend class Conn;
 
   void on_connection(uv_stream_t* server);
+  void refuse(Conn* c, const char* reason, const std::string& ip);
+  void release(const std::string& ip);  // an admitted connection of `ip` is closing
   void destroy(Conn* c);
 
   uv_loop_t* loop_;
@@ -87,7 +98,11 @@ class AdminServer {
   std::array<unsigned char, 32> token_digest_{};  // SHA-256("Bearer-token"), when set
   std::unique_ptr<Listener> listener_;
   std::unordered_map<Conn*, std::unique_ptr<Conn>> conns_;
-  Millis idle_timeout_{30000};
+  std::unordered_map<std::string, uint32_t> per_ip_;  // admitted connections by address
+  Millis idle_timeout_{AdminConfig::kIdleTimeout};
+  size_t admitted_ = 0;                      // the sum of per_ip_
+  uint64_t refused_ = 0;                     // connections closed on accept, for the log
+  int64_t last_refusal_log_ms_ = -1000000;  // loop time of the last refusal line
   bool stopped_ = false;
 };
 

@@ -390,11 +390,20 @@ class AdminServer::Conn final : public Socket {
     parser_.data = this;
   }
 
-  void start() {
+  // Admitted as one of `ip`'s connections (counted in the server's per_ip_ until it closes).
+  void start(std::string ip) {
     uv_tcp_nodelay(tcp(), 1);
-    peer_ = peer_ip(tcp());
-    set_deadline(server_->idle_timeout_);
+    peer_ = std::move(ip);
+    admitted_ = true;
+    set_deadline(wait_limit());
     start_reading();
+  }
+
+  // Closing gives the address's place back at once: the handles close at the end of this
+  // loop iteration, after its new connections (the same address's among them) are accepted.
+  void close() {
+    release();
+    Socket::close();
   }
 
   // The server is going away: this connection frees itself once closed.
@@ -423,6 +432,13 @@ class AdminServer::Conn final : public Socket {
   }
 
   static Conn* self(llhttp_t* p) { return static_cast<Conn*>(p->data); }
+
+  // How long the next request may take to arrive whole, idle time before it included. Not
+  // moved by the bytes that arrive meanwhile (a slowloris gets no more time).
+  Millis wait_limit() const {
+    if (authenticated_) return server_->idle_timeout_;
+    return std::min(server_->cfg_.request_timeout, server_->idle_timeout_);
+  }
 
   // ---- llhttp trampolines: record only, bounded
 
@@ -609,14 +625,14 @@ class AdminServer::Conn final : public Socket {
     out += "\r\n";
     if (!head_request_) out += body;
     if (!send(out)) {
-      Socket::close();
+      close();
       return;
     }
     if (close_after) {
       finish();
       return;
     }
-    set_deadline(server_->idle_timeout_);
+    set_deadline(wait_limit());
   }
 
   void respond_json(int status, std::string_view body, std::string_view extra = {}) {
@@ -641,7 +657,10 @@ class AdminServer::Conn final : public Socket {
       }
       if (!ok) reason = "invalid";
     }
-    if (!reason) return true;
+    if (!reason) {
+      authenticated_ = true;
+      return true;
+    }
     log::warn("admin auth failed", {{"client", peer_}, {"reason", reason}, {"path", path}});
     std::string hdr = "WWW-Authenticate: Bearer realm=\"stickyd\"";
     if (auth_count_ > 0) hdr += ", error=\"invalid_token\"";
@@ -772,7 +791,7 @@ class AdminServer::Conn final : public Socket {
     shutdown_write();
     set_deadline(kLingerTimeout);
     if (eof_) {
-      if (queued_bytes() == 0) Socket::close();
+      if (queued_bytes() == 0) close();
       return;
     }
     start_reading();
@@ -782,21 +801,21 @@ class AdminServer::Conn final : public Socket {
     eof_ = true;
     stop_reading();
     if (finishing_) {
-      if (queued_bytes() == 0) Socket::close();
+      if (queued_bytes() == 0) close();
       return;
     }
     if (!pending_.empty()) return;  // answered when the queued answers drain
     // A partial request cannot complete now; answers already queued are still delivered.
-    if (queued_bytes() == 0) Socket::close();
+    if (queued_bytes() == 0) close();
     else finish();
   }
 
-  void on_read_error(int) override { Socket::close(); }
-  void on_write_error(int) override { Socket::close(); }
+  void on_read_error(int) override { close(); }
+  void on_write_error(int) override { close(); }
 
   void on_drained() override {
     if (finishing_) {
-      if (eof_) Socket::close();
+      if (eof_) close();
       return;
     }
     if (!pending_.empty()) {
@@ -806,7 +825,7 @@ class AdminServer::Conn final : public Socket {
       if (finishing_ || closing() || !pending_.empty()) return;
     }
     if (eof_) {
-      if (queued_bytes() == 0) Socket::close();
+      if (queued_bytes() == 0) close();
       else finish();
       return;
     }
@@ -815,18 +834,25 @@ class AdminServer::Conn final : public Socket {
 
   void on_deadline() override {
     if (finishing_ || !in_request_ || !server_) {
-      Socket::close();  // idle keep-alive connection, or lingering close done
+      close();  // idle keep-alive connection, or lingering close done
       return;
     }
-    log::warn("admin client timeout", {{"client", peer_}});
+    log::warn("admin client timeout",
+              {{"client", peer_}, {"timeout_ms", wait_limit().count()}});
     head_request_ = false;
     keep_alive_ = false;
     respond(408, json_error("request timeout"), {}, true);
   }
 
   void on_closed() override {
+    release();  // already done by close(), unless the handles closed some other way
     if (server_) server_->destroy(this);
     else delete this;
+  }
+
+  void release() {
+    if (admitted_ && server_) server_->release(peer_);
+    admitted_ = false;
   }
 
   AdminServer* server_;
@@ -844,6 +870,8 @@ class AdminServer::Conn final : public Socket {
   Header header_ = Header::Other;
   Pause pause_ = Pause::None;
   bool in_request_ = false;
+  bool admitted_ = false;
+  bool authenticated_ = false;  // a request carried the valid token (never without one)
   bool keep_alive_ = true;
   bool head_request_ = false;
   bool finishing_ = false;
@@ -903,12 +931,37 @@ void AdminServer::on_connection(uv_stream_t* server) {
     c->close();
     return;
   }
-  if (conns_.size() > kMaxConnections) {
-    log::warn("admin connection refused", {{"reason", "too many connections"}});
-    c->close();
-    return;
+  std::string ip = peer_ip(c->tcp());
+  if (admitted_ >= kMaxConnections) return refuse(c, "too many connections", ip);
+  auto it = per_ip_.find(ip);
+  if (it != per_ip_.end() && it->second >= cfg_.max_connections_per_ip)
+    return refuse(c, "too many connections from this address", ip);
+  ++per_ip_[ip];
+  ++admitted_;
+  c->start(std::move(ip));
+}
+
+// Closed at once; under a flood, one log line a second at most.
+void AdminServer::refuse(Conn* c, const char* reason, const std::string& ip) {
+  ++refused_;
+  auto now = static_cast<int64_t>(uv_now(loop_));
+  if (now - last_refusal_log_ms_ >= 1000) {
+    log::warn("admin connection refused",
+              {{"client", ip}, {"reason", reason}, {"refused_total", refused_}});
+    last_refusal_log_ms_ = now;
   }
-  c->start();
+  c->close();
+}
+
+size_t AdminServer::connections_from(const std::string& ip) const {
+  auto it = per_ip_.find(ip);
+  return it == per_ip_.end() ? 0 : it->second;
+}
+
+void AdminServer::release(const std::string& ip) {
+  auto it = per_ip_.find(ip);
+  if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+  --admitted_;
 }
 
 void AdminServer::destroy(Conn* c) { conns_.erase(c); }

@@ -5,10 +5,12 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -101,9 +103,16 @@ struct Response {
 
 class Client {
  public:
-  explicit Client(int port, int rcvbuf = 0) {
+  // `from`: the loopback address to connect from (another client address), else 127.0.0.1.
+  explicit Client(int port, int rcvbuf = 0, const char* from = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (rcvbuf) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);  // before connect
+    if (from) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      REQUIRE(inet_pton(AF_INET, from, &src.sin_addr) == 1);
+      REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0);
+    }
     timeval tv{3, 0};  // a broken server fails the test instead of hanging it
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -131,6 +140,13 @@ class Client {
   }
 
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+  // Waits up to `t` for the server to send something or close; true when it did.
+  bool readable_within(Millis t) {
+    if (!buf_.empty()) return true;
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(t.count())) == 1;
+  }
 
   // One response; nullopt on EOF, timeout or garbage. `head` = the request was HEAD.
   std::optional<Response> read(bool head = false, bool skip_interim = true) {
@@ -255,12 +271,15 @@ struct Harness {
   std::unique_ptr<AdminServer> server;
   int port = 0;
 
-  explicit Harness(const std::string& token = "") {
+  // `tweak` changes the config (timeouts, limits) before the server is built.
+  explicit Harness(const std::string& token = "",
+                   const std::function<void(AdminConfig&)>& tweak = {}) {
     signal(SIGPIPE, SIG_IGN);  // as stickyd's main() does
     uv_loop_init(&loop);
     REQUIRE_FALSE(parse_socket_address("127.0.0.1:0", cfg.listen, true).has_value());
     cfg.enabled = true;
     cfg.token = token;
+    if (tweak) tweak(cfg);
     server = std::make_unique<AdminServer>(&loop, cfg, model);
     REQUIRE(server->start() == 0);
     std::string addr = server->bound_address();
@@ -765,6 +784,166 @@ TEST_CASE("admin: idle connections close, partial requests get 408") {
     CHECK(r->status == 408);
     CHECK(partial.closed_by_peer());
     CHECK(used.closed_by_peer());
+  });
+}
+
+// ---------------------------------------------------------------- slow and greedy clients
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Millis since(Clock::time_point t) {
+  return std::chrono::duration_cast<Millis>(Clock::now() - t);
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// One request on `c`: the answer's status, 0 when none came.
+int status_of(Client& c, const std::string& raw) {
+  if (!c.send(raw)) return 0;
+  auto r = c.read();
+  return r ? r->status : 0;
+}
+
+const std::string kAuth = "Authorization: Bearer s3cret-token\r\n";
+
+void short_deadline(AdminConfig& c) { c.request_timeout = Millis(300); }
+
+}  // namespace
+
+TEST_CASE("admin: a request trickled byte by byte gets 408 at request_timeout") {
+  Harness h("", short_deadline);
+  StderrCapture log;
+  h.run([](int port) {
+    Client c(port);
+    REQUIRE(c.connected());
+    Clock::time_point start = Clock::now();
+    // One byte every 10 ms: the whole request would take about 4 s.
+    std::string raw = get("/health", "X-Pad: " + std::string(400, 'p') + "\r\n");
+    size_t sent = 0;
+    while (sent < raw.size() && !c.readable_within(Millis(10))) {
+      if (!c.send(raw.substr(sent, 1))) break;
+      ++sent;
+    }
+    auto r = c.read();
+    Millis took = since(start);
+    REQUIRE(r);
+    CHECK(r->status == 408);
+    CHECK(r->header("connection") == "close");
+    CHECK(r->body == "{\"error\":\"request timeout\"}\n");
+    CHECK(c.closed_by_peer());
+    CAPTURE(sent);
+    CAPTURE(took.count());
+    CHECK(sent > 5);               // the bytes kept coming, and did not move the deadline
+    CHECK(sent < raw.size());
+    CHECK(took >= Millis(250));    // 300 ms from the accept (the loop clock is coarse)
+    CHECK(took < Millis(1500));
+  });
+  CHECK(h.server->connections() == 0);
+  CHECK(log.text().find(" warn admin client timeout client=127.0.0.1 timeout_ms=300\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("admin: idle keep-alive is short until a request carries the token") {
+  {
+    Harness h("s3cret-token", short_deadline);
+    h.run([](int port) {
+      Client anon(port), wrong(port), authed(port);
+      CHECK(status_of(anon, get("/health")) == 401);
+      CHECK(status_of(wrong, get("/health", "Authorization: Bearer wrong-token\r\n")) == 401);
+      CHECK(status_of(authed, get("/health", kAuth)) == 200);
+      Clock::time_point answered = Clock::now();
+
+      // 401s keep the connection, for request_timeout only.
+      for (Client* c : {&anon, &wrong}) {
+        CHECK(c->readable_within(Millis(2000)));
+        CHECK(c->closed_by_peer());
+      }
+      CHECK(since(answered) < Millis(1500));
+      // The authenticated connection outlives it (the 30 s idle timeout), and every request
+      // on it still needs the token.
+      CHECK_FALSE(authed.readable_within(Millis(700) - since(answered)));
+      CHECK(status_of(authed, get("/backends")) == 401);
+      CHECK(status_of(authed, get("/backends", kAuth)) == 200);
+    });
+  }
+  // Without a token no connection is authenticated: request_timeout bounds every wait.
+  Harness h("", short_deadline);
+  h.run([](int port) {
+    Client c(port);
+    CHECK(status_of(c, get("/health")) == 200);
+    Clock::time_point answered = Clock::now();
+    CHECK(c.readable_within(Millis(2000)));
+    CHECK(c.closed_by_peer());
+    CHECK(since(answered) < Millis(1500));
+  });
+}
+
+TEST_CASE("admin: connections over max_connections_per_ip are refused, other addresses served") {
+  Harness h;  // 8 per address
+  StderrCapture log;
+  std::vector<std::unique_ptr<Client>> held;
+  h.run([&](int port) {
+    for (int i = 0; i < 8; ++i) {
+      held.push_back(std::make_unique<Client>(port));
+      CHECK(status_of(*held.back(), get("/health")) == 200);
+    }
+    for (int i = 0; i < 5; ++i) {
+      Client over(port);
+      REQUIRE(over.connected());  // the kernel's handshake; stickyd closes it on accept
+      CHECK(over.gone());
+    }
+    // The operator on another address is served.
+    Client op(port, 0, "127.0.0.2");
+    CHECK(status_of(op, get("/backends")) == 200);
+    CHECK(status_of(op, get("/metrics")) == 200);
+    // So are the address's connections already open.
+    CHECK(status_of(*held.front(), get("/backends/n1")) == 200);
+  });
+  CHECK(h.server->connections_from("127.0.0.1") == 8);
+  CHECK(h.server->connections_from("127.0.0.2") == 0);  // op closed
+  // One of them closes: the address has a place again.
+  held.pop_back();
+  CHECK(h.run_until([&] { return h.server->connections_from("127.0.0.1") == 7; }));
+  h.run([](int port) {
+    Client c(port);
+    CHECK(status_of(c, get("/health")) == 200);
+  });
+  std::string text = log.text();
+  CHECK(text.find(" warn admin connection refused client=127.0.0.1 "
+                  "reason=\"too many connections from this address\" refused_total=1\n") !=
+        std::string::npos);
+  CHECK(count_of(text, "admin connection refused") < 5);  // at most one line a second
+}
+
+TEST_CASE("admin: 64 idle unauthenticated connections do not lock the operator out") {
+  Harness h("s3cret-token", short_deadline);
+  h.run([](int port) {
+    Clock::time_point start = Clock::now();
+    std::vector<std::unique_ptr<Client>> attackers;
+    for (int i = 0; i < 64; ++i) {
+      attackers.push_back(std::make_unique<Client>(port));
+      REQUIRE(attackers.back()->connected());
+    }
+    // From another address, the operator is answered at once.
+    {
+      Clock::time_point asked = Clock::now();
+      Client op(port, 0, "127.0.0.2");
+      CHECK(status_of(op, get("/backends", kAuth)) == 200);
+      CHECK(since(asked) < Millis(250));  // well before the attackers' deadline
+    }
+    // Every attacker is gone: the first 8 at their deadline, the rest on accept.
+    for (auto& a : attackers) CHECK(a->gone());
+    CHECK(since(start) < Millis(1500));
+    // Then from the attackers' address too.
+    Client op(port);
+    CHECK(status_of(op, get("/backends", kAuth)) == 200);
+    CHECK(status_of(op, get("/metrics", kAuth)) == 200);
   });
 }
 
