@@ -947,6 +947,30 @@ TEST_CASE("admin: 64 idle unauthenticated connections do not lock the operator o
   });
 }
 
+TEST_CASE("admin: 64 idle connections from 8 addresses hold the cap only until request_timeout") {
+  Harness h("s3cret-token", short_deadline);
+  StderrCapture log;
+  h.run([](int port) {
+    Clock::time_point start = Clock::now();
+    std::vector<std::unique_ptr<Client>> attackers;
+    for (int i = 0; i < 64; ++i) {
+      std::string from = "127.0.0." + std::to_string(1 + i % 8);
+      attackers.push_back(std::make_unique<Client>(port, 0, from.c_str()));
+      REQUIRE(attackers.back()->connected());
+    }
+    // All 64 places are taken: a 65th connection is closed on accept.
+    Client late(port, 0, "127.0.0.9");
+    CHECK(late.gone());
+    // Until the attackers' deadline.
+    for (auto& a : attackers) CHECK(a->gone());
+    CHECK(since(start) < Millis(1500));
+    Client op(port, 0, "127.0.0.9");
+    CHECK(status_of(op, get("/backends", kAuth)) == 200);
+  });
+  CHECK(log.text().find(" warn admin connection refused client=127.0.0.9 "
+                        "reason=\"too many connections\" refused_total=1\n") != std::string::npos);
+}
+
 TEST_CASE("admin: 100-continue, and stop() closes open connections") {
   Harness h;
   std::unique_ptr<Client> kept;
