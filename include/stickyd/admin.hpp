@@ -18,9 +18,11 @@
 // deliver each request whole within AdminConfig::request_timeout (5 s), counted from the
 // accept or from the previous answer, so trickled bytes do not extend it: else 408 (a
 // request begun) or a silent close (nothing sent), and a log line for the 408. An
-// authenticated connection may stay idle for 30 s. At most kMaxConnections connections at
-// once, and AdminConfig::max_connections_per_ip (8) from one client address: more are
-// closed on accept (logged at most once a second).
+// authenticated connection may stay idle for 30 s. At most AdminConfig::max_connections_per_ip
+// (8) connections from one client address: more are closed on accept (logged at most once a
+// second). At most kMaxConnections at once: when all are taken, the oldest connection that
+// never authenticated is closed to make room (so many addresses cannot lock the operator
+// out either); only when every connection authenticated is a newcomer refused.
 #pragma once
 
 #include <uv.h>
@@ -89,6 +91,7 @@ class AdminServer {
 
   void on_connection(uv_stream_t* server);
   void refuse(Conn* c, const char* reason, const std::string& ip);
+  bool evict_oldest_unauthenticated();  // false when every connection authenticated
   void release(const std::string& ip);  // an admitted connection of `ip` is closing
   void destroy(Conn* c);
 
@@ -102,7 +105,10 @@ class AdminServer {
   Millis idle_timeout_{AdminConfig::kIdleTimeout};
   size_t admitted_ = 0;                      // the sum of per_ip_
   uint64_t refused_ = 0;                     // connections closed on accept, for the log
+  uint64_t evicted_ = 0;                     // unauthenticated ones closed to make room
+  uint64_t accepted_ = 0;                    // admitted so far: orders connections by age
   int64_t last_refusal_log_ms_ = -1000000;  // loop time of the last refusal line
+  int64_t last_eviction_log_ms_ = -1000000;
   bool stopped_ = false;
 };
 

@@ -390,10 +390,12 @@ class AdminServer::Conn final : public Socket {
     parser_.data = this;
   }
 
-  // Admitted as one of `ip`'s connections (counted in the server's per_ip_ until it closes).
-  void start(std::string ip) {
+  // Admitted as one of `ip`'s connections (counted in the server's per_ip_ until it closes);
+  // `seq` orders connections by age.
+  void start(std::string ip, uint64_t seq) {
     uv_tcp_nodelay(tcp(), 1);
     peer_ = std::move(ip);
+    seq_ = seq;
     admitted_ = true;
     set_deadline(wait_limit());
     start_reading();
@@ -408,6 +410,11 @@ class AdminServer::Conn final : public Socket {
 
   // The server is going away: this connection frees itself once closed.
   void orphan() { server_ = nullptr; }
+
+  // May make room for a newcomer when every place is taken: admitted, never authenticated.
+  bool evictable() const { return admitted_ && !authenticated_; }
+  uint64_t seq() const { return seq_; }
+  const std::string& peer() const { return peer_; }
 
  private:
   enum class Header : uint8_t { Other, Authorization, Expect };
@@ -865,6 +872,7 @@ class AdminServer::Conn final : public Socket {
   std::string body_;
   std::string pending_;  // unparsed bytes held while the client is not reading
   size_t head_bytes_ = 0;
+  uint64_t seq_ = 0;
   int error_status_ = 0;
   unsigned auth_count_ = 0;
   Header header_ = Header::Other;
@@ -932,13 +940,33 @@ void AdminServer::on_connection(uv_stream_t* server) {
     return;
   }
   std::string ip = peer_ip(c->tcp());
-  if (admitted_ >= kMaxConnections) return refuse(c, "too many connections", ip);
   auto it = per_ip_.find(ip);
   if (it != per_ip_.end() && it->second >= cfg_.max_connections_per_ip)
     return refuse(c, "too many connections from this address", ip);
+  // Every place taken (connections from many addresses): the oldest connection that never
+  // authenticated makes room, so an operator gets in unless `kMaxConnections` newer
+  // connections arrive while its request does.
+  if (admitted_ >= kMaxConnections && !evict_oldest_unauthenticated())
+    return refuse(c, "too many connections", ip);
   ++per_ip_[ip];
   ++admitted_;
-  c->start(std::move(ip));
+  c->start(std::move(ip), ++accepted_);
+}
+
+bool AdminServer::evict_oldest_unauthenticated() {
+  Conn* oldest = nullptr;
+  for (auto& [c, _] : conns_)
+    if (c->evictable() && (!oldest || c->seq() < oldest->seq())) oldest = c;
+  if (!oldest) return false;
+  ++evicted_;
+  auto now = static_cast<int64_t>(uv_now(loop_));
+  if (now - last_eviction_log_ms_ >= 1000) {
+    log::warn("admin connection evicted: every place taken",
+              {{"client", oldest->peer()}, {"evicted_total", evicted_}});
+    last_eviction_log_ms_ = now;
+  }
+  oldest->close();  // gives its place back at once
+  return true;
 }
 
 // Closed at once; under a flood, one log line a second at most.
