@@ -8,9 +8,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 
 packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev doctest-dev
-          node-llhttp openssl curl)
+          libc-ares-dev node-llhttp openssl curl)
 # The test suite also builds the libFuzzer targets with clang.
-test_packages=(clang libclang-rt-14-dev)
+test_packages=(clang libclang-rt-14-dev dnsmasq-base)
 with_tests=0
 for a in "$@"; do
   case "$a" in

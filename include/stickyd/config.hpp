@@ -52,6 +52,31 @@ struct BackendConfig {
   // Runtime only, never read from YAML: a backend a reload took out of the config. It keeps
   // its slot (backend indexes never change while stickyd runs) and gets no traffic.
   bool removed = false;
+  // Runtime only: the `discover` entry (index in Config::discover) this backend was found by,
+  // -1 for a backend written in the config; and its identity there (see discovery.hpp).
+  int discover = -1;
+  std::string identity;
+};
+
+// A backend entry that is a DNS name to follow: one backend per A/AAAA address, or per SRV
+// target:port (see discovery.hpp).
+enum class DiscoverType : uint8_t { A, AAAA, SRV };
+struct DiscoverConfig {
+  std::string name;                       // the DNS name queried
+  DiscoverType type = DiscoverType::A;
+  uint16_t port = 0;                      // A/AAAA: required; SRV: the answers say
+  uint32_t weight = 1;                    // of every backend it creates
+  TlsClientConfig tls;                    // as for static backends (sni: the SRV target)
+  uint32_t max = 64;                      // at most this many backends from this entry
+  Millis hold{30000};  // a backend gone from DNS is removed after this long with no session
+  int line = 0, column = 0;
+};
+
+// `resolvers:` how discovery asks DNS (c-ares, asynchronous, on the main loop).
+struct ResolversConfig {
+  std::vector<std::string> nameservers;  // "ip:port" (or "ip", port 53); empty = resolv.conf
+  Millis interval{5000};  // re-resolve at least this often (sooner when a TTL expires)
+  Millis timeout{1000};   // per query attempt
 };
 
 enum class SameSite { Unset, Strict, Lax, None };
@@ -211,6 +236,8 @@ struct Config {
   std::string source;  // file the config came from
   std::vector<ListenConfig> listen;
   std::vector<BackendConfig> backends;
+  std::vector<DiscoverConfig> discover;  // `backends:` entries that are `discover: {...}`
+  ResolversConfig resolvers;
   std::string path = "/socket.io/";  // always ends with '/', like engine.io normalises it
   CookieConfig cookie;
   Timeouts timeouts;

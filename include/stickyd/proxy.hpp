@@ -19,6 +19,7 @@
 
 #include "stickyd/admin.hpp"
 #include "stickyd/config.hpp"
+#include "stickyd/discovery.hpp"
 #include "stickyd/engineio.hpp"
 #include "stickyd/health.hpp"
 #include "stickyd/metrics.hpp"
@@ -264,8 +265,12 @@ class Server final : public AdminModel {
   // index; new ones are appended; removed ones stop getting traffic and lose their sessions.
   // Listen addresses need a restart (a change is logged and ignored). Live sessions, pooled
   // connections and tunnels are kept.
-  // false (logged) when it was refused (a TLS file went bad since --check).
-  bool reload(Config next);
+  // false (logged) when it was refused (a TLS file went bad since --check). `event` names
+  // the log line (worker 0): a SIGHUP, or a change discovery found.
+  bool reload(Config next, const char* event = "config reloaded");
+  // Worker 0, before a SIGHUP's reload(): restarts discovery on `next`'s entries and adds the
+  // backends it knows, so that a reload keeps them (they are not in the file).
+  void add_discovered(Config& next);
 
   size_t worker() const { return worker_; }
   // Applied on every worker: worker 0 decides (checks, admin API) and tells the others.
@@ -319,6 +324,11 @@ class Server final : public AdminModel {
   void on_connection(size_t listener);
   bool build_tls_contexts(const Config& cfg);  // false (logged) when a file went bad since --check
   void on_health(int backend, Health h, const std::string& reason);
+  // Worker 0: discovery's set changed; every worker runs with static + discovered backends,
+  // and backends that left DNS are drained (no new sessions).
+  void on_discovery_change();
+  void apply_discovery_drains();
+  void expire_discovered();
   void maybe_finish_drain();
   static void sweep_cb(uv_timer_t* t);
   static void grace_cb(uv_timer_t* t);
@@ -332,6 +342,8 @@ class Server final : public AdminModel {
   Metrics metrics_;
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<Discovery> discovery_;  // worker 0
+  std::vector<std::string> dns_drained_;  // backends discovery put in Drain (worker 0)
   std::unique_ptr<WriteBatch> write_batch_;  // this loop's batched writes (batch_writes)
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::shared_ptr<tls::ServerContext>> listener_tls_;  // per listen entry, or null

@@ -146,7 +146,69 @@ bool Server::start() {
   }
   health_->start();
   uv_timer_start(&sweep_timer_, sweep_cb, 1000, 1000);
+  if (!config_.discover.empty()) {
+    discovery_ = std::make_unique<Discovery>(loop_, [this] { on_discovery_change(); });
+    discovery_->configure(config_);
+  }
   return true;
+}
+
+void Server::add_discovered(Config& next) {
+  if (next.discover.empty()) {
+    discovery_.reset();
+    return;
+  }
+  if (!discovery_) discovery_ = std::make_unique<Discovery>(loop_, [this] { on_discovery_change(); });
+  discovery_->configure(next);
+  for (BackendConfig& b : discovery_->backends(next)) next.backends.push_back(std::move(b));
+}
+
+void Server::on_discovery_change() {
+  Config next = config_;
+  next.backends.clear();
+  for (const BackendConfig& b : config_.backends)
+    if (!b.removed && b.discover < 0) next.backends.push_back(b);
+  for (BackendConfig& b : discovery_->backends(config_)) next.backends.push_back(std::move(b));
+  if (!reload(next, "backends discovered")) return;
+  broadcast([next](Server& s) { s.reload(next, "backends discovered"); });
+  apply_discovery_drains();
+}
+
+void Server::apply_discovery_drains() {
+  for (size_t i = 0; i < config_.backends.size(); ++i) {
+    const BackendConfig& b = config_.backends[i];
+    auto mine = std::find(dns_drained_.begin(), dns_drained_.end(), b.name);
+    bool draining = !b.removed && b.discover >= 0 && discovery_ && discovery_->draining(b.name);
+    if (draining && mine == dns_drained_.end()) {
+      if (router_.backend(static_cast<int>(i)).admin == AdminState::Ready) {
+        dns_drained_.push_back(b.name);
+        set_state(b.name, AdminState::Drain);
+      }
+    } else if (!draining && mine != dns_drained_.end()) {
+      dns_drained_.erase(mine);
+      // Back in DNS: ready again, unless an operator changed its state meanwhile.
+      if (!b.removed && router_.backend(static_cast<int>(i)).admin == AdminState::Drain)
+        set_state(b.name, AdminState::Ready);
+    }
+  }
+}
+
+void Server::expire_discovered() {
+  if (!discovery_) return;
+  auto index_of = [this](const std::string& name) { return router_.find_backend(name); };
+  auto idle = [&](const std::string& name) {
+    int b = index_of(name);
+    if (b < 0) return true;
+    // Sessions are shared (the table); tunnels and requests in flight count on every worker,
+    // and pinned sessions stay in the table while their tunnel lives.
+    return router_.table().sessions_of(static_cast<uint16_t>(b)) == 0 &&
+           router_.backend(b).tunnels == 0 && router_.backend(b).in_flight == 0;
+  };
+  auto down = [&](const std::string& name) {
+    int b = index_of(name);
+    return b >= 0 && router_.backend(b).health == Health::Down;
+  };
+  if (discovery_->expire(now_ms(), idle, down)) on_discovery_change();
 }
 
 void Server::log_listening() const {
@@ -160,6 +222,7 @@ void Server::sweep_cb(uv_timer_t* t) {
   auto* self = static_cast<Server*>(t->data);
   size_t n = self->router_.table().expire(self->now_ms());
   if (n) log::debug("sessions expired", {{"count", n}, {"table", self->router_.table().size()}});
+  self->expire_discovered();
 }
 
 void Server::on_health(int backend, Health h, const std::string& reason) {
@@ -193,6 +256,7 @@ void Server::stop() {
   for (auto& l : listeners_) l->close();
   if (admin_) admin_->stop();
   if (health_) health_->stop();
+  discovery_.reset();
   uv_timer_stop(&sweep_timer_);
   uv_timer_stop(&grace_timer_);
   uv_timer_stop(&ticket_timer_);
@@ -340,16 +404,18 @@ void Server::destroy(UpstreamConn* u) {
   upstreams_.erase(u);
 }
 
-bool Server::reload(Config next) {
+bool Server::reload(Config next, const char* event) {
   // Keep every existing backend at its index: in-flight exchanges, pooled connections, the
   // affinity table and the balancers all refer to backends by index.
   std::vector<BackendConfig> ordered = config_.backends;
   std::vector<bool> kept(ordered.size(), false);
   std::vector<BackendConfig> added;
+  std::vector<size_t> moved;  // same backend, new address (a discovered pod that restarted)
   for (BackendConfig& b : next.backends) {
     bool found = false;
     for (size_t i = 0; i < ordered.size(); ++i) {
       if (ordered[i].name == b.name) {
+        if (ordered[i].address.text != b.address.text) moved.push_back(i);
         ordered[i] = b;
         kept[i] = true;
         found = true;
@@ -392,16 +458,17 @@ bool Server::reload(Config next) {
   metrics_.resize(config_.backends.size(), backend_names(config_));
   idle_.resize(config_.backends.size());
   for (size_t i = 0; i < config_.backends.size(); ++i) {
-    if (!config_.backends[i].removed) continue;
+    bool gone = config_.backends[i].removed || std::find(moved.begin(), moved.end(), i) != moved.end();
+    if (!gone) continue;
     std::vector<UpstreamConn*> parked(idle_[i].begin(), idle_[i].end());
-    for (UpstreamConn* u : parked) u->close();
+    for (UpstreamConn* u : parked) u->close();  // never reused towards the old address
   }
   // Health: fresh checks against the new settings; known states carry over until they run.
   health_ = std::make_unique<HealthChecker>(
       loop_, config_, [this](int b, Health h, const std::string& why) { on_health(b, h, why); });
   if (worker_ != 0) return true;
   health_->start();
-  log::info("config reloaded", {{"backends", config_.backends.size() - removed},
+  log::info(event, {{"backends", config_.backends.size() - removed},
                                 {"added", added.size()},
                                 {"removed", removed}});
   return true;

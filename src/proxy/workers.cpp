@@ -153,6 +153,8 @@ void Workers::drain(Millis grace) {
 
 void Workers::reload(Config next) {
   if (!main_) return;
+  // Discovered backends are not in the file: worker 0 adds the ones it knows.
+  main_->add_discovered(next);
   // Worker 0 first: it validates the TLS files and publishes the contexts the others take.
   if (!main_->reload(next)) return;
   for (size_t k = 1; k < shared_->workers(); ++k)
