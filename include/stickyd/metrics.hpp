@@ -29,6 +29,11 @@ struct BackendStatus {
   uint64_t connections = 0;       // open connections to it
   uint64_t tunnels = 0;           // open websocket tunnels to it
   uint64_t requests = 0;          // requests routed to it since start
+  // Discovered backends: the DNS name that found it, its identity, and whether the last
+  // answer still had it (false: draining until removed). Empty for static backends.
+  std::string discovered_by;
+  std::string identity;
+  bool in_dns = true;
 };
 
 // Counters of one backend. Plain fields: `metrics.backend(i).bytes_to_client += n` is fine.

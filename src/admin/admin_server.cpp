@@ -143,6 +143,13 @@ void append_backend_json(std::string& out, const BackendStatus& b) {
   out += ",\"connections\":" + std::to_string(b.connections);
   out += ",\"tunnels\":" + std::to_string(b.tunnels);
   out += ",\"requests\":" + std::to_string(b.requests);
+  if (!b.discovered_by.empty()) {
+    out += ",\"discovered\":{\"name\":";
+    append_json_string(out, b.discovered_by);
+    out += ",\"identity\":";
+    append_json_string(out, b.identity);
+    out += b.in_dns ? ",\"in_dns\":true}" : ",\"in_dns\":false}";
+  }
   out += '}';
 }
 

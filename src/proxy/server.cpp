@@ -520,6 +520,11 @@ std::vector<BackendStatus> Server::backends(const std::vector<Counts>& others) {
     s.connections = b.connections;
     s.tunnels = b.tunnels;
     s.requests = b.requests;
+    if (b.config.discover >= 0 && static_cast<size_t>(b.config.discover) < config_.discover.size()) {
+      s.discovered_by = config_.discover[static_cast<size_t>(b.config.discover)].name;
+      s.identity = b.config.identity;
+      s.in_dns = !(discovery_ && discovery_->draining(b.config.name));
+    }
     for (const Counts& c : others) {
       if (i >= c.backends.size()) continue;  // that worker has not applied a reload yet
       s.connections += c.backends[i].connections;
