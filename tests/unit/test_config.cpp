@@ -1859,3 +1859,55 @@ TEST_SUITE("config: upgrade_protocols") {
                      "invalid upgrade token 'h2c x'");
   }
 }
+
+TEST_SUITE("config: discovery") {
+  TEST_CASE("discover entries next to static backends, and resolvers") {
+    Config c = load_ok(
+        "listen: 127.0.0.1:8080\n"
+        "resolvers: {nameservers: [\"127.0.0.1:5353\", 10.96.0.10, \"[::1]:53\"], interval: 2s, timeout: 300ms}\n"
+        "backends:\n"
+        "  - {name: n1, address: 127.0.0.1:3001}\n"
+        "  - discover: {name: io.app.svc.cluster.local, type: A, port: 3000, weight: 2, max: 8, hold: 10s}\n"
+        "  - discover: {name: _http._tcp.io.app.svc.cluster.local, type: srv}\n");
+    REQUIRE(c.backends.size() == 1);
+    REQUIRE(c.discover.size() == 2);
+    CHECK(c.discover[0].name == "io.app.svc.cluster.local");
+    CHECK(c.discover[0].type == DiscoverType::A);
+    CHECK(c.discover[0].port == 3000);
+    CHECK(c.discover[0].weight == 2);
+    CHECK(c.discover[0].max == 8);
+    CHECK(c.discover[0].hold == Millis(10000));
+    CHECK(c.discover[1].type == DiscoverType::SRV);
+    CHECK(c.discover[1].port == 0);
+    CHECK(c.discover[1].hold == Millis(30000));  // defaults
+    CHECK(c.discover[1].max == 64);
+    CHECK(c.resolvers.nameservers ==
+          std::vector<std::string>{"127.0.0.1:5353", "10.96.0.10:53", "[::1]:53"});
+    CHECK(c.resolvers.interval == Millis(2000));
+    CHECK(c.resolvers.timeout == Millis(300));
+    // Only discover entries: valid (the set fills when DNS answers).
+    Config only = load_ok("listen: 127.0.0.1:8080\nbackends:\n  - discover: {name: io, port: 3000}\n");
+    CHECK(only.backends.empty());
+    CHECK(only.discover.size() == 1);
+    CHECK(only.resolvers.nameservers.empty());  // resolv.conf
+    CHECK(only.resolvers.interval == Millis(5000));
+  }
+
+  TEST_CASE("discover and resolvers errors point at the value") {
+    const std::string head = "listen: 127.0.0.1:8080\nbackends:\n";
+    expect_one_error(head + "  - discover: {name: \"a b\", port: 1}\n", 3, 22, "invalid DNS name 'a b'");
+    expect_one_error(head + "  - discover: {name: a, type: MX, port: 1}\n", 3, 31, "invalid record type 'MX'");
+    expect_one_error(head + "  - discover: {name: _x._tcp.a, type: SRV, port: 1}\n", 3, 50,
+                     "an SRV discover takes its ports from the records");
+    expect_one_error(head + "  - discover: {name: a}\n", 3, 15, "missing required key 'port'");
+    expect_one_error(head + "  - discover: {type: A, port: 1}\n", 3, 15, "missing required key 'name'");
+    expect_one_error(head + "  - discover: {name: a, port: 70000}\n", 3, 31, "between 1 and 65535");
+    expect_one_error(head + "  - discover: {name: a, port: 1, max: 0}\n", 3, 39, "between 1 and 1024");
+    expect_one_error(head + "  - {discover: {name: a, port: 1}, weight: 3}\n", 3, 5, "options inside discover");
+    expect_one_error(head + "  - discover: {name: a, port: 1, ttl: 3}\n", 3, 34, "unknown key 'ttl'");
+    const std::string one = head + "  - discover: {name: a, port: 1}\n";
+    expect_one_error(one + "resolvers: {nameservers: [dns.example]}\n", 4, 27, "invalid nameserver 'dns.example'");
+    expect_one_error(one + "resolvers: {interval: 50ms}\n", 4, 23, "at least 100ms");
+    expect_one_error(one + "resolvers: {nameservers: 10.0.0.1}\n", 4, 26, "expected a list");
+  }
+}
