@@ -424,6 +424,15 @@ bool Server::reload(Config next, const char* event) {
     }
     if (!found) added.push_back(b);
   }
+  // Slots are never reused while stickyd runs (requests in flight, pooled connections and the
+  // table refer to backends by index): past the table's bound, only a restart makes room.
+  if (ordered.size() + added.size() > AffinityTable::kMaxBackends) {
+    if (worker_ == 0)
+      log::error("too many backends since start: restart stickyd to apply this change",
+                 {{"slots", ordered.size()}, {"adding", added.size()},
+                  {"max", AffinityTable::kMaxBackends}});
+    return false;
+  }
   size_t removed = 0;
   for (size_t i = 0; i < kept.size(); ++i)
     if (!kept[i] && !ordered[i].removed) {
