@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <type_traits>
 
 #include "stickyd/discovery.hpp"
 #include "stickyd/log.hpp"
@@ -48,36 +49,34 @@ bool to_address(const char* ip, bool v6, uint16_t port, SocketAddress& out) {
   return !parse_socket_address(text, out, false).has_value();
 }
 
-// The addresses of an A or AAAA answer, with `port`. Returns false when it is not parsable.
-bool parse_addresses(const unsigned char* abuf, int alen, bool v6, const std::string& host,
-                     uint16_t port, std::vector<DnsTarget>& out, uint32_t& ttl) {
+// The addresses of an A (ares_addrttl) or AAAA (ares_addr6ttl) answer, with `port`. Returns
+// false when it is not parsable.
+template <typename Rr, typename Parse>
+bool parse_addresses_as(Parse parse, int family, const unsigned char* abuf, int alen,
+                        const std::string& host, uint16_t port, std::vector<DnsTarget>& out,
+                        uint32_t& ttl) {
   constexpr int kMax = 256;
-  char ip[INET6_ADDRSTRLEN];
+  std::vector<Rr> rr(kMax);
   int n = kMax;
-  if (v6) {
-    std::vector<ares_addr6ttl> rr(kMax);
-    if (ares_parse_aaaa_reply(abuf, alen, nullptr, rr.data(), &n) != ARES_SUCCESS) return false;
-    for (int i = 0; i < n; ++i) {
-      inet_ntop(AF_INET6, &rr[static_cast<size_t>(i)].ip6addr, ip, sizeof ip);
-      DnsTarget t;
-      t.host = host.empty() ? ip : host;
-      t.port = port;
-      if (to_address(ip, true, port, t.address)) out.push_back(std::move(t));
-      note_ttl(ttl, rr[static_cast<size_t>(i)].ttl);
-    }
-  } else {
-    std::vector<ares_addrttl> rr(kMax);
-    if (ares_parse_a_reply(abuf, alen, nullptr, rr.data(), &n) != ARES_SUCCESS) return false;
-    for (int i = 0; i < n; ++i) {
-      inet_ntop(AF_INET, &rr[static_cast<size_t>(i)].ipaddr, ip, sizeof ip);
-      DnsTarget t;
-      t.host = host.empty() ? ip : host;
-      t.port = port;
-      if (to_address(ip, false, port, t.address)) out.push_back(std::move(t));
-      note_ttl(ttl, rr[static_cast<size_t>(i)].ttl);
-    }
+  if (parse(abuf, alen, nullptr, rr.data(), &n) != ARES_SUCCESS) return false;
+  char ip[INET6_ADDRSTRLEN];
+  for (int i = 0; i < n; ++i) {
+    const Rr& r = rr[static_cast<size_t>(i)];
+    if constexpr (std::is_same_v<Rr, ares_addrttl>) inet_ntop(family, &r.ipaddr, ip, sizeof ip);
+    else inet_ntop(family, &r.ip6addr, ip, sizeof ip);
+    DnsTarget t;
+    t.host = host.empty() ? ip : host;
+    t.port = port;
+    if (to_address(ip, family == AF_INET6, port, t.address)) out.push_back(std::move(t));
+    note_ttl(ttl, r.ttl);
   }
   return true;
+}
+
+bool parse_addresses(const unsigned char* abuf, int alen, bool v6, const std::string& host,
+                     uint16_t port, std::vector<DnsTarget>& out, uint32_t& ttl) {
+  return v6 ? parse_addresses_as<ares_addr6ttl>(ares_parse_aaaa_reply, AF_INET6, abuf, alen, host, port, out, ttl)
+            : parse_addresses_as<ares_addrttl>(ares_parse_a_reply, AF_INET, abuf, alen, host, port, out, ttl);
 }
 
 // NXDOMAIN and NODATA are answers (with nothing in them), not failures.
