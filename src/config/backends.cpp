@@ -37,112 +37,117 @@ void Loader::load_backends(const YAML::Node& key, const YAML::Node& value, Confi
     return;
   }
   std::map<std::string, int> names;  // name -> 1-based line of its first definition
-  for (YAML::Node item : value) {
-    BackendConfig backend;
-    BackendMarks marks;
-    bool ok = true;
-    bool have_name = false;
-    bool have_address = false;
-    const bool is_map = walk_map(
-        item, item.Mark(),
-        {
-            {"name",
-             [&](const YAML::Node& k, const YAML::Node& v) {
-               have_name = true;
-               auto s = get_string(v, k);
-               if (!s) {
+  for (YAML::Node item : value) load_backend_entry(item, names, cfg);
+}
+
+// One entry of `backends:`. `names`: the names seen so far (name -> 1-based line of its first
+// definition), for duplicates.
+void Loader::load_backend_entry(const YAML::Node& item, std::map<std::string, int>& names,
+                                Config& cfg) {
+  BackendConfig backend;
+  BackendMarks marks;
+  bool ok = true;
+  bool have_name = false;
+  bool have_address = false;
+  const bool is_map = walk_map(
+      item, item.Mark(),
+      {
+          {"name",
+           [&](const YAML::Node& k, const YAML::Node& v) {
+             have_name = true;
+             auto s = get_string(v, k);
+             if (!s) {
+               ok = false;
+               return;
+             }
+             if (!is_backend_name(*s)) {
+               error(v.Mark(), "invalid backend name '" + *s +
+                                   "' (allowed characters: A-Z a-z 0-9 _ . -)");
+               ok = false;
+               return;
+             }
+             auto [pos, inserted] = names.emplace(*s, v.Mark().line + 1);
+             if (!inserted) {
+               error(v.Mark(), "duplicate backend name '" + *s + "' (first at line " +
+                                   std::to_string(pos->second) + ")");
+               ok = false;
+               return;
+             }
+             backend.name = *s;
+             marks.name = v.Mark();
+           }},
+          {"address",
+           [&](const YAML::Node& k, const YAML::Node& v) {
+             have_address = true;
+             auto a = get_address(v, k, false);
+             if (!a) {
+               ok = false;
+               return;
+             }
+             backend.address = std::move(*a);
+           }},
+          {"weight",
+           [&](const YAML::Node& k, const YAML::Node& v) {
+             auto w = get_int(v, k, 0, 1000000);
+             if (!w) {
+               ok = false;
+               return;
+             }
+             backend.weight = static_cast<uint32_t>(*w);
+           }},
+          // Values are checked in resolve_backend_cookies, once the sticky section (which
+          // decides the allowed characters and the defaults) is known.
+          {"cookie",
+           [&](const YAML::Node& k, const YAML::Node& v) {
+             auto s = get_string(v, k);
+             if (!s) {
+               ok = false;
+               return;
+             }
+             backend.cookie = *s;
+             marks.cookie = v.Mark();
+           }},
+          {"cookie_aliases",
+           [&](const YAML::Node& k, const YAML::Node& v) {
+             auto add = [&](const YAML::Node& n) {
+               if (!n.IsScalar()) {
+                 error(n.Mark(), "expected a string");
                  ok = false;
                  return;
                }
-               if (!is_backend_name(*s)) {
-                 error(v.Mark(), "invalid backend name '" + *s +
-                                     "' (allowed characters: A-Z a-z 0-9 _ . -)");
-                 ok = false;
-                 return;
-               }
-               auto [pos, inserted] = names.emplace(*s, v.Mark().line + 1);
-               if (!inserted) {
-                 error(v.Mark(), "duplicate backend name '" + *s + "' (first at line " +
-                                     std::to_string(pos->second) + ")");
-                 ok = false;
-                 return;
-               }
-               backend.name = *s;
-               marks.name = v.Mark();
-             }},
-            {"address",
-             [&](const YAML::Node& k, const YAML::Node& v) {
-               have_address = true;
-               auto a = get_address(v, k, false);
-               if (!a) {
-                 ok = false;
-                 return;
-               }
-               backend.address = std::move(*a);
-             }},
-            {"weight",
-             [&](const YAML::Node& k, const YAML::Node& v) {
-               auto w = get_int(v, k, 0, 1000000);
-               if (!w) {
-                 ok = false;
-                 return;
-               }
-               backend.weight = static_cast<uint32_t>(*w);
-             }},
-            // Values are checked in resolve_backend_cookies, once the sticky section (which
-            // decides the allowed characters and the defaults) is known.
-            {"cookie",
-             [&](const YAML::Node& k, const YAML::Node& v) {
-               auto s = get_string(v, k);
-               if (!s) {
-                 ok = false;
-                 return;
-               }
-               backend.cookie = *s;
-               marks.cookie = v.Mark();
-             }},
-            {"cookie_aliases",
-             [&](const YAML::Node& k, const YAML::Node& v) {
-               auto add = [&](const YAML::Node& n) {
-                 if (!n.IsScalar()) {
-                   error(n.Mark(), "expected a string");
-                   ok = false;
-                   return;
-                 }
-                 backend.cookie_aliases.push_back(n.Scalar());
-                 marks.aliases.push_back(n.Mark());
-               };
-               if (v.IsScalar()) {
-                 add(v);
-               } else if (v.IsSequence()) {
-                 for (YAML::Node alias : v) add(alias);
-               } else {
-                 error(where(v, k), "expected a string or a list of strings");
-                 ok = false;
-               }
-             }},
-            {"tls",
-             [&](const YAML::Node& k, const YAML::Node& v) {
-               if (auto t = load_tls_client(k, v)) {
-                 backend.tls = std::move(*t);
-               } else {
-                 ok = false;
-               }
-             }},
-        });
-    if (!is_map) continue;
-    if (!have_name) {
-      error(item.Mark(), "backend is missing required key 'name'");
-      ok = false;
-    }
-    if (!have_address) {
-      error(item.Mark(), "backend is missing required key 'address'");
-      ok = false;
-    }
-    if (ok) {
-      cfg.backends.push_back(std::move(backend));
-      backend_marks_.push_back(std::move(marks));
-    }
+               backend.cookie_aliases.push_back(n.Scalar());
+               marks.aliases.push_back(n.Mark());
+             };
+             if (v.IsScalar()) {
+               add(v);
+             } else if (v.IsSequence()) {
+               for (YAML::Node alias : v) add(alias);
+             } else {
+               error(where(v, k), "expected a string or a list of strings");
+               ok = false;
+             }
+           }},
+          {"tls",
+           [&](const YAML::Node& k, const YAML::Node& v) {
+             if (auto t = load_tls_client(k, v)) {
+               backend.tls = std::move(*t);
+             } else {
+               ok = false;
+             }
+           }},
+      });
+  if (!is_map) return;
+  if (!have_name) {
+    error(item.Mark(), "backend is missing required key 'name'");
+    ok = false;
+  }
+  if (!have_address) {
+    error(item.Mark(), "backend is missing required key 'address'");
+    ok = false;
+  }
+  if (ok) {
+    cfg.backends.push_back(std::move(backend));
+    backend_marks_.push_back(std::move(marks));
   }
 }
 

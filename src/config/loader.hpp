@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -143,6 +144,8 @@ class Loader {
   // ---- backends.cpp: backends, balance, health -----------------------------------------------
 
   void load_backends(const YAML::Node& key, const YAML::Node& value, Config& cfg);
+  void load_backend_entry(const YAML::Node& item, std::map<std::string, int>& names,
+                          Config& cfg);
   void load_balance(const YAML::Node& key, const YAML::Node& value, Config& cfg);
   static std::optional<std::string> cookie_value_problem(const std::string& value,
                                                          const Config& cfg);
