@@ -44,6 +44,11 @@ void Loader::load_backends(const YAML::Node& key, const YAML::Node& value, Confi
 // definition), for duplicates.
 void Loader::load_backend_entry(const YAML::Node& item, std::map<std::string, int>& names,
                                 Config& cfg) {
+  if (item.IsMap() && item.begin() != item.end() && item.begin()->first.IsScalar() &&
+      item.begin()->first.Scalar() == "discover") {
+    load_discover_entry(item, cfg);
+    return;
+  }
   BackendConfig backend;
   BackendMarks marks;
   bool ok = true;
@@ -149,6 +154,131 @@ void Loader::load_backend_entry(const YAML::Node& item, std::map<std::string, in
     cfg.backends.push_back(std::move(backend));
     backend_marks_.push_back(std::move(marks));
   }
+}
+
+// `- discover: {name, type, port, weight, tls, max, hold}` (see discovery.hpp).
+void Loader::load_discover_entry(const YAML::Node& item, Config& cfg) {
+  if (item.size() != 1) {
+    error(item.Mark(), "a discover entry has its options inside discover: {...}");
+    return;
+  }
+  const YAML::Node key = item.begin()->first;
+  const YAML::Node value = item.begin()->second;
+  DiscoverConfig d;
+  d.line = value.Mark().line + 1;
+  d.column = value.Mark().column + 1;
+  bool ok = true, have_name = false, have_port = false;
+  YAML::Mark port_mark;
+  if (!walk_map(value, where(value, key),
+                {
+                    {"name",
+                     [&](const YAML::Node& k, const YAML::Node& v) {
+                       have_name = true;
+                       auto s = get_string(v, k);
+                       if (!s) return void(ok = false);
+                       if (!is_lookup_name(*s)) {
+                         error(v.Mark(), "invalid DNS name '" + *s + "'");
+                         return void(ok = false);
+                       }
+                       d.name = *s;
+                     }},
+                    {"type",
+                     [&](const YAML::Node& k, const YAML::Node& v) {
+                       auto t = get_choice<DiscoverType>(
+                           v, k, "record type",
+                           {{"a", DiscoverType::A}, {"aaaa", DiscoverType::AAAA}, {"srv", DiscoverType::SRV}});
+                       if (!t) return void(ok = false);
+                       d.type = *t;
+                     }},
+                    {"port",
+                     [&](const YAML::Node& k, const YAML::Node& v) {
+                       have_port = true;
+                       port_mark = v.Mark();
+                       auto p = get_int(v, k, 1, 65535);
+                       if (!p) return void(ok = false);
+                       d.port = static_cast<uint16_t>(*p);
+                     }},
+                    {"weight",
+                     [&](const YAML::Node& k, const YAML::Node& v) {
+                       auto w = get_int(v, k, 0, 1000000);
+                       if (!w) return void(ok = false);
+                       d.weight = static_cast<uint32_t>(*w);
+                     }},
+                    {"max",
+                     [&](const YAML::Node& k, const YAML::Node& v) {
+                       auto m = get_int(v, k, 1, static_cast<int64_t>(kMaxBackendsInConfig));
+                       if (!m) return void(ok = false);
+                       d.max = static_cast<uint32_t>(*m);
+                     }},
+                    {"hold",
+                     [&](const YAML::Node& k, const YAML::Node& v) {
+                       auto h = get_duration(v, k, true);
+                       if (!h) return void(ok = false);
+                       d.hold = *h;
+                     }},
+                    {"tls",
+                     [&](const YAML::Node& k, const YAML::Node& v) {
+                       if (auto t = load_tls_client(k, v)) d.tls = std::move(*t);
+                       else ok = false;
+                     }},
+                }))
+    return;
+  if (!have_name) {
+    error(value.Mark(), "discover is missing required key 'name'");
+    ok = false;
+  }
+  if (d.type == DiscoverType::SRV && have_port) {
+    error(port_mark, "an SRV discover takes its ports from the records: remove 'port'");
+    ok = false;
+  } else if (d.type != DiscoverType::SRV && !have_port && ok) {
+    error(value.Mark(), "discover of A/AAAA records is missing required key 'port'");
+    ok = false;
+  }
+  if (ok) cfg.discover.push_back(std::move(d));
+}
+
+// `resolvers: {nameservers, interval, timeout}`.
+void Loader::load_resolvers(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+  walk_map(value, where(value, key),
+           {
+               {"nameservers",
+                [&](const YAML::Node& k, const YAML::Node& v) {
+                  if (!v.IsSequence()) {
+                    error(where(v, k), "expected a list of \"ip:port\" (or \"ip\")");
+                    return;
+                  }
+                  for (YAML::Node n : v) {
+                    auto s = get_string(n, n);
+                    if (!s) continue;
+                    SocketAddress a;
+                    // An IP literal (c-ares takes no names here); port 53 by default.
+                    std::string text = *s;
+                    bool v6 = !text.empty() && text.front() == '[';
+                    bool has_port = v6 ? text.find("]:") != std::string::npos
+                                       : text.find(':') != std::string::npos;
+                    if (!has_port) text += ":53";
+                    if (parse_socket_address(text, a, false) || !is_ip_address(text)) {
+                      error(n.Mark(), "invalid nameserver '" + *s + "' (expected \"ip:port\" or \"ip\")");
+                      continue;
+                    }
+                    cfg.resolvers.nameservers.push_back(text);
+                  }
+                }},
+               {"interval",
+                [&](const YAML::Node& k, const YAML::Node& v) {
+                  auto d = get_duration(v, k);
+                  if (!d) return;
+                  if (d->count() < 100) {
+                    error(where(v, k), "interval must be at least 100ms");
+                    return;
+                  }
+                  cfg.resolvers.interval = *d;
+                }},
+               {"timeout",
+                [&](const YAML::Node& k, const YAML::Node& v) {
+                  if (auto d = get_duration(v, k)) cfg.resolvers.timeout = *d;
+                }},
+           });
 }
 
 void Loader::load_balance(const YAML::Node& key, const YAML::Node& value, Config& cfg) {

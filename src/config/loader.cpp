@@ -69,6 +69,8 @@ void Loader::load(const YAML::Node& root, Config& cfg) {
                 [&](const YAML::Node& k, const YAML::Node& v) {
                   if (auto b = get_bool(v, k)) cfg.batch_writes = *b;
                 }},
+               {"resolvers",
+                [&](const YAML::Node& k, const YAML::Node& v) { load_resolvers(k, v, cfg); }},
                {"upgrade_protocols",
                 [&](const YAML::Node& k, const YAML::Node& v) { load_upgrade_protocols(k, v, cfg); }},
                {"user",

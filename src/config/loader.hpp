@@ -45,6 +45,8 @@ bool is_header_value(std::string_view s);
 bool is_managed_header(std::string_view name);
 std::string ms_text(Millis d);
 bool is_dns_name(std::string_view s);
+bool is_ip_address(const std::string& host_port);  // "ip:port" / "[ip]:port", no name
+bool is_lookup_name(std::string_view s);           // a DNS name; labels may start with '_'
 
 // ---------------------------------------------------------------------------------------------
 // YAML walking.
@@ -141,11 +143,13 @@ class Loader {
                                                  bool& secure_cookies);
   std::optional<TlsClientConfig> load_tls_client(const YAML::Node& key, const YAML::Node& value);
 
-  // ---- backends.cpp: backends, balance, health -----------------------------------------------
+  // ---- backends.cpp: backends (static and discovered), resolvers, balance, health -----------------------------------------------
 
   void load_backends(const YAML::Node& key, const YAML::Node& value, Config& cfg);
   void load_backend_entry(const YAML::Node& item, std::map<std::string, int>& names,
                           Config& cfg);
+  void load_discover_entry(const YAML::Node& item, Config& cfg);
+  void load_resolvers(const YAML::Node& key, const YAML::Node& value, Config& cfg);
   void load_balance(const YAML::Node& key, const YAML::Node& value, Config& cfg);
   static std::optional<std::string> cookie_value_problem(const std::string& value,
                                                          const Config& cfg);

@@ -291,6 +291,26 @@ bool is_dns_name(std::string_view s) {
   }
 }
 
+// "ip:port" / "[ip]:port" with an IP literal host (no name to resolve).
+bool is_ip_address(const std::string& host_port) {
+  std::string host = host_port.substr(0, host_port.rfind(':'));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+// A name to look up for discovery: a DNS name whose labels may also start with '_'
+// (SRV: _service._proto.name).
+bool is_lookup_name(std::string_view s) {
+  std::string plain;
+  for (size_t i = 0; i < s.size(); ++i) {
+    bool label_start = i == 0 || s[i - 1] == '.';
+    if (s[i] == '_' && label_start) continue;
+    plain += s[i];
+  }
+  return is_dns_name(plain);
+}
+
 // ---------------------------------------------------------------------------------------------
 // YAML walking.
 
