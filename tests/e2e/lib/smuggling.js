@@ -48,6 +48,7 @@ const CASE_MS = 4000 * SCALE;
 const HALF_CLOSE = process.env.SMUGGLING_HALF_CLOSE === '1';
 
 const MARK_PREFIX = '/__mark/';
+const ACCESS_LINE_RE = /^\S+ info request client=/;
 const WARM_PREFIX = '/__warm/';
 
 // ---------------------------------------------------------------------------------------
@@ -212,7 +213,8 @@ async function runCase(lane, c, variant) {
   const got = lane.backend.since(bmark);
   const isAux = (r) => typeof r.target === 'string' && (r.target.includes(MARK_PREFIX) || r.target.includes(WARM_PREFIX));
   const lines = lane.stickyd ? lane.stickyd.stderr.slice(logFrom, logTo) : [];
-  const access = h.parseTextAccessLog(lines).filter((e) => !String(e.target).includes(MARK_PREFIX));
+  // Access-log lines only ("<ts> info request client=..."; a warn line may also read "request ...").
+  const access = h.parseTextAccessLog(lines.filter((l) => ACCESS_LINE_RE.test(l))).filter((e) => !String(e.target).includes(MARK_PREFIX));
   return {
     lane: lane.label,
     proxy: lane.proxy,
@@ -262,7 +264,7 @@ async function barrier(lane, id, logFrom) {
   if (lane.stickyd) {
     const target = `http://mark.invalid${MARK_PREFIX}${id}`;
     await rawExchange(lane.port, [`GET ${target} HTTP/1.1\r\nHost: mark.invalid\r\n\r\n`], 2000 * SCALE);
-    const re = new RegExp(` request .*target=${target.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} `);
+    const re = new RegExp(` info request client=.*target=${target.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} `);
     await lane.stickyd.waitForLine(re, 2000 * SCALE, `marker ${id}`, logFrom);
     await settle();
     const i = lane.stickyd.stderr.findIndex((l, k) => k >= logFrom && re.test(l));
@@ -406,7 +408,10 @@ function classify(r) {
     return { verdict: bad.length ? `BAD ${statuses}` : `ok ${statuses}`, why: bad.join('; ') };
   }
   const canary = r.records.some((rec) => [rec.method, rec.target, ...rec.headers.flat(), ...(rec.trailers || []).flat()].some(hasCanary));
-  if (canary) return { verdict: 'SMUGGLED', why: 'canary framed' };
+  if (canary) {
+    const bad = r.records.filter((rec) => [rec.method, rec.target, ...rec.headers.flat(), ...(rec.trailers || []).flat()].some(hasCanary));
+    return { verdict: 'SMUGGLED', why: `canary framed: ${bad.map((rec) => `${showRecord(rec)}${rec.trailers.length ? ` trailers ${describe(rec.trailers.flat().join(' '))}` : ''}`).join(' ; ')}` };
+  }
   const framed = r.caseRecords.filter((x) => x.complete);
   const finals = r.responses.filter((x) => !x.interim);
   const fromBackend = finals.filter((x) => /^(strict|insecure|clfirst|scripted) #\d+\n$/.test(x.body));
@@ -543,7 +548,14 @@ function comparisonTable(lanes, proxies) {
     }
     return { title: p, cells, byCase };
   });
-  return { text: formatTable(names, columns), columns, names };
+  // Why each SMUGGLED / BAD verdict was given.
+  const notes = [];
+  for (const c of columns) {
+    for (const [name, list] of c.byCase) {
+      for (const x of list) if (x.verdict === 'SMUGGLED' || x.verdict.startsWith('BAD')) notes.push(`${c.title} ${name} [${x.where}]: ${x.verdict}: ${x.why}`);
+    }
+  }
+  return { text: formatTable(names, columns), notes, columns, names };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -55,6 +55,43 @@ function writeDiagnostics(name, text) {
   }
 }
 
+// The checker itself: synthetic results that each break one rule.
+test('u. checkCase flags each rule (synthetic results)', () => {
+  const line = '2026-01-01T00:00:00.000Z debug forwarded head client=127.0.0.1 backend=b head="GET /a?x=\\"\\\\ HTTP/1.1\\x0d\\x0aHost: h\\x0d\\x0aX-V: caf\\xc3\\xa9\\x0d\\x0a\\x0d\\x0a"';
+  const heads = sm.parseForwardedHeads([line]);
+  assert.equal(heads.length, 1);
+  assert.equal(heads[0].raw, 'GET /a?x="\\ HTTP/1.1\r\nHost: h\r\nX-V: caf\xc3\xa9\r\n\r\n');
+  assert.deepEqual(heads[0].headers, [['Host', 'h'], ['X-V', 'caf\xc3\xa9']]);
+  const rec = { method: 'GET', target: '/a?x="\\', version: 'HTTP/1.1', headers: [['host', 'h'], ['X-V', 'caf\xc3\xa9']], trailers: [], complete: true };
+  const base = () => ({ records: [{ ...rec, headers: rec.headers.map((x) => x.slice()) }], heads: sm.parseForwardedHeads([line]), access: [{ method: 'GET', target: '/a', status: '200' }], warmAccess: [], backendErrors: [], responses: [{ status: 200 }], error: null, exchange: { data: Buffer.alloc(0), timedOut: false }, warm: null, responseCase: null, caseRecords: [] });
+  const rules = (r) => sm.checkCase(r).map((x) => x.slice(0, 3));
+  assert.deepEqual(sm.checkCase(base()), []);
+  const valueDiffers = base();
+  valueDiffers.records[0].headers = [['Host', 'h'], ['X-V', 'cafe']];
+  assert.deepEqual(rules(valueDiffers), ['(a)']);
+  const unlogged = base();
+  unlogged.records.push({ ...rec, target: '/other' });
+  assert.deepEqual(rules(unlogged), ['(a)']);
+  const unframed = base();
+  unframed.records = [];
+  assert.deepEqual(rules(unframed), ['(a)']);
+  unframed.access[0].status = '0';
+  unframed.responses = [];
+  assert.deepEqual(rules(unframed), [], 'an aborted exchange explains a logged head no backend framed');
+  const trailer = base();
+  trailer.records[0].trailers = [['X-T', '1']];
+  assert.deepEqual(rules(trailer), ['(a)']);
+  const canary = base();
+  canary.records[0].headers.push(['X-Evil', 'smuggled']);
+  assert.deepEqual(rules(canary).sort(), ['(a)', '(b)']);
+  const twoAnswers = base();
+  twoAnswers.responses.push({ status: 200 });
+  assert.deepEqual(rules(twoAnswers), ['(c)']);
+  const interim = base();
+  interim.responses.unshift({ status: 100, interim: true });
+  assert.deepEqual(rules(interim), []);
+});
+
 test('u. request smuggling: corpus x backend kinds x fresh/pooled/split through stickyd; backend answers', async (t) => {
   assert.ok(corpus.length >= 60, `corpus has ${corpus.length} inputs`);
   assert.ok(responseCases.length >= 6, `${responseCases.length} response cases`);
@@ -85,16 +122,18 @@ test('u. request smuggling: corpus x backend kinds x fresh/pooled/split through 
     }
   }
   for (const [kind, k] of byKind) {
+    const matched = stickydLanes.filter((l) => l.kind === kind).reduce((a, l) => a + l.results.reduce((b, r) => b + Math.min(r.records.length, r.heads.length), 0), 0);
     const rules = Object.entries(k.rules).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
-    const line = `u-smuggling stickyd/${kind}: ${k.runs} case runs, ${k.violations.length} violations in ${k.cases.size} cases (by rule: ${rules})`;
+    const line = `u-smuggling stickyd/${kind}: ${k.runs} case runs, ${k.violations.length} violations in ${k.cases.size} cases (by rule: ${rules}), ${matched} framed requests paired with logged heads`;
     console.log(line);
     t.diagnostic(line);
   }
   if (!HEAD_LOG) t.diagnostic('SMUGGLING_NO_HEAD_LOG=1: rule (a) compared against the access log only (development switch)');
   const table = sm.comparisonTable(lanes, proxies);
   console.log(table.text);
+  for (const n of table.notes) console.log(`  ${n}`);
   t.diagnostic(`u-smuggling: ${corpus.length} inputs + ${responseCases.length} response cases, ${seconds} s`);
-  const diag = writeDiagnostics('u-smuggling', [table.text, '', ...report, '', ...stickydLanes.flatMap((l) => [`--- ${l.label} config ---`, l.stickyd.configText])].join('\n'));
+  const diag = writeDiagnostics('u-smuggling', [table.text, ...table.notes, '', ...report, '', ...stickydLanes.flatMap((l) => [`--- ${l.label} config ---`, l.stickyd.configText])].join('\n'));
 
   for (const [kind, k] of byKind) {
     await t.test(`stickyd with the ${kind} backend`, () => {
