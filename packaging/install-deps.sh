@@ -9,8 +9,11 @@ top=$(dirname "$here")
 
 packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev doctest-dev
           libc-ares-dev node-llhttp openssl curl)
-# The test suite also builds the libFuzzer targets with clang.
-test_packages=(clang libclang-rt-14-dev dnsmasq-base)
+# The test suite also builds the libFuzzer targets with clang; dnsmasq is the real DNS server
+# of the discovery tests; haproxy (2.6) is the side-by-side column of the request-smuggling
+# e2e test and tests/bench/smuggling-compare.js (the package's default config listens on no
+# port).
+test_packages=(clang libclang-rt-14-dev haproxy dnsmasq-base)
 with_tests=0
 for a in "$@"; do
   case "$a" in
