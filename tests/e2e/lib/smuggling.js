@@ -343,6 +343,11 @@ function checkCase(r, { headLog = true } = {}) {
       } else {
         const d = sameHead(rec, head);
         if (d.length) v.push(`(a) framed request ${i} differs from the logged head: ${d.join('; ')}`);
+        // The body the backend framed is the one the logged head announced.
+        const cl = head.headers.filter(([k]) => k.toLowerCase() === 'content-length');
+        if (rec.complete && cl.length === 1 && /^\d+$/.test(cl[0][1]) && rec.bodyLength !== Number(cl[0][1])) {
+          v.push(`(a) framed request ${i}: body of ${rec.bodyLength} bytes, logged head says Content-Length: ${cl[0][1]}`);
+        }
       }
     }
   } else {

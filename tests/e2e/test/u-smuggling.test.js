@@ -123,8 +123,14 @@ test('u. request smuggling: corpus x backend kinds x fresh/pooled/split through 
   }
   for (const [kind, k] of byKind) {
     const matched = stickydLanes.filter((l) => l.kind === kind).reduce((a, l) => a + l.results.reduce((b, r) => b + Math.min(r.records.length, r.heads.length), 0), 0);
+    // The pooled variant must really reuse: the case's first request on the warm-up's connection.
+    const pooled = stickydLanes.filter((l) => l.kind === kind).flatMap((l) => l.results.filter((r) => r.variant === 'pooled' && r.caseRecords.length));
+    const reused = pooled.filter((r) => {
+      const warm = r.records.find((x) => x.target.includes('/__warm/'));
+      return warm && r.caseRecords[0].conn === warm.conn;
+    }).length;
     const rules = Object.entries(k.rules).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
-    const line = `u-smuggling stickyd/${kind}: ${k.runs} case runs, ${k.violations.length} violations in ${k.cases.size} cases (by rule: ${rules}), ${matched} framed requests paired with logged heads`;
+    const line = `u-smuggling stickyd/${kind}: ${k.runs} case runs, ${k.violations.length} violations in ${k.cases.size} cases (by rule: ${rules}), ${matched} framed requests paired with logged heads; pooled: ${reused}/${pooled.length} reached a backend on the parked connection`;
     console.log(line);
     t.diagnostic(line);
   }
