@@ -319,6 +319,17 @@ function sameHead(rec, head) {
   return diffs;
 }
 
+function framingProblem(headers) {
+  const te = headers.filter(([k]) => k.toLowerCase() === 'transfer-encoding');
+  const cl = headers.filter(([k]) => k.toLowerCase() === 'content-length');
+  if (te.length > 1) return `${te.length} Transfer-Encoding fields`;
+  if (te.length === 1 && te[0][1] !== 'chunked') return `Transfer-Encoding: ${describe(te[0][1])}`;
+  if (cl.length > 1) return `${cl.length} Content-Length fields`;
+  if (cl.length === 1 && !/^\d+$/.test(cl[0][1])) return `Content-Length: ${describe(cl[0][1])}`;
+  if (te.length && cl.length) return 'Transfer-Encoding and Content-Length';
+  return null;
+}
+
 // Returns the violations of rules (a), (b), (c) for one stickyd case result: strings
 // "(a) ...". `headLog`: false = stickyd does not log forwarded heads (development switch
 // SMUGGLING_NO_HEAD_LOG=1): rule (a) then compares the framed requests with the access-log
@@ -363,6 +374,12 @@ function checkCase(r, { headLog = true } = {}) {
     }
     if (unlogged.length) v.push(`(a*) backend framed request(s) not in the access log: ${describe(unlogged.join(' , '), 400)}`);
     if (logged.length > aborted) v.push(`(a*) access-logged forwarded request(s) no backend framed: ${describe(logged.join(' , '), 400)}`);
+  }
+  // stickyd writes the framing itself: a backend never sees anything but one
+  // `Content-Length: <digits>` or one `Transfer-Encoding: chunked` (or neither).
+  for (const rec of r.records) {
+    const bad = framingProblem(rec.headers);
+    if (bad) v.push(`(a) backend got a non-canonical framing header (${bad}): ${showRecord(rec)}`);
   }
   for (const e of r.backendErrors) v.push(`(a) backend could not frame bytes it was sent: ${e.code} ${e.message} ${describe(e.bytes, 120)}`);
   for (const rec of r.records) {

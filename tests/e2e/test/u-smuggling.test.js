@@ -84,6 +84,10 @@ test('u. checkCase flags each rule (synthetic results)', () => {
   const canary = base();
   canary.records[0].headers.push(['X-Evil', 'smuggled']);
   assert.deepEqual(rules(canary).sort(), ['(a)', '(b)']);
+  const framing = base();
+  framing.records[0].headers.push(['Transfer-Encoding', 'xchunked']);
+  framing.heads[0].headers.push(['Transfer-Encoding', 'xchunked']);
+  assert.deepEqual(rules(framing), ['(a)']);
   const twoAnswers = base();
   twoAnswers.responses.push({ status: 200 });
   assert.deepEqual(rules(twoAnswers), ['(c)']);
