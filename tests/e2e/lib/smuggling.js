@@ -6,9 +6,11 @@
 // (stickyd) the `forwarded head` debug lines and access-log lines of the case, and checks it:
 //
 //   (a) every request the backend framed matches, in order and 1:1, a `forwarded head` line
-//       (method, target, header list: names case-insensitive, values exact); the backend
-//       could frame every byte it was sent (no parse error) and got no trailer fields
-//       (stickyd drops trailers);
+//       (method, target, header list: names case-insensitive, values exact; a logged head the
+//       backend never read is allowed only for an aborted exchange); a complete body has the
+//       length the logged head announced; the backend saw canonical framing only (one
+//       `Content-Length: <digits>` or one `Transfer-Encoding: chunked`), could frame every byte
+//       it was sent (no parse error) and got no trailer fields (stickyd drops trailers);
 //   (b) nothing the backend framed (method, target, header and trailer names and values) and
 //       no logged forwarded head contains the canary `SMUGGLED`;
 //   (c) the client got exactly one well-formed final response per request stickyd answered

@@ -9,7 +9,8 @@
 //    inputs cut into 3 writes. Per case (lib/smuggling.js checkCase):
 //    (a) every request a backend framed is, in order and 1:1, a head stickyd logged as
 //        `forwarded head` (debug), byte for byte in method, target and header list; the
-//        backend could frame all it was sent and got no trailers;
+//        backend saw canonical framing only, bodies of the announced length, could frame all
+//        it was sent and got no trailers;
 //    (b) no backend framed, and stickyd never forwarded, the canary `SMUGGLED` in a method,
 //        target or field;
 //    (c) the client got exactly one well-formed final response per request stickyd answered
@@ -17,6 +18,10 @@
 //    Then backend answers stickyd must not pass on (101 without/with the wrong Upgrade, a
 //    101 nobody asked for, TE + CL, a bare-LF head): 502, never a tunnel; a 103 before a 200
 //    and a valid websocket 101 as controls.
+//    The client writes the input and then waits for stickyd to close (keep-alive 200 ms,
+//    header/body timeouts 500 ms) instead of half-closing at once: stickyd treats a client
+//    EOF as "client closed mid-exchange" and aborts, which would cut each input at a racy
+//    point (SMUGGLING_HALF_CLOSE=1 does the half-close, for comparison).
 //    When `haproxy` is on PATH, the same corpus also runs through HAProxy 2.6 with its own
 //    backends, and the side-by-side table is printed (informational; only stickyd is
 //    asserted). tests/bench/smuggling-compare.js prints the same table on its own.
