@@ -447,12 +447,6 @@ function classify(r) {
   return { verdict: 'ok', why: '' };
 }
 
-// One cell per case over its variants: "ok", or "fresh/pooled[/split]" verdicts when they differ.
-function cellOf(results) {
-  const verdicts = results.map((r) => classify(r).verdict);
-  return new Set(verdicts).size === 1 ? verdicts[0] : verdicts.join('/');
-}
-
 function formatTable(caseNames, columns) {
   // columns: [{title, cells: Map(case -> string)}]
   const rows = caseNames.map((n) => [n, ...columns.map((c) => c.cells.get(n) || '-')]);
@@ -697,7 +691,6 @@ module.exports = {
   runLane,
   checkCase,
   classify,
-  cellOf,
   formatTable,
   stickydOptions,
   startHaproxy,
