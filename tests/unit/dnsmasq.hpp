@@ -22,6 +22,28 @@ class Dnsmasq {
  public:
   // `args`: record options (--host-record=..., --srv-host=..., --addn-hosts=FILE, ...).
   explicit Dnsmasq(std::vector<std::string> args) {
+    // The port is one the kernel just had free for UDP; dnsmasq also binds it for TCP, which
+    // a client connection may hold meanwhile: then it exits, and another port is tried.
+    for (int attempt = 0; attempt < 8 && !start(args); ++attempt) {
+    }
+    REQUIRE_MESSAGE(pid_ > 0, "dnsmasq did not start: " << log_);
+  }
+  ~Dnsmasq() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (err_ >= 0) close(err_);
+  }
+  Dnsmasq(const Dnsmasq&) = delete;
+  Dnsmasq& operator=(const Dnsmasq&) = delete;
+
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  void reread() { kill(pid_, SIGHUP); }  // re-reads --addn-hosts files
+
+ private:
+  bool start(const std::vector<std::string>& args) {
     port_ = free_udp_port();
     std::vector<std::string> argv = {"dnsmasq", "-k", "--port=" + std::to_string(port_),
                                      "--listen-address=127.0.0.1", "--bind-interfaces",
@@ -43,27 +65,23 @@ class Dnsmasq {
       _exit(127);
     }
     close(out[1]);
-    err_ = out[0];
-    // Ready once it has bound its socket: it answers a query for the root (REFUSED is fine).
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (std::chrono::steady_clock::now() < deadline && !answers()) drain_log(50);
-    REQUIRE_MESSAGE(answers(), "dnsmasq did not start: " << log_);
-  }
-  ~Dnsmasq() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
     if (err_ >= 0) close(err_);
+    err_ = out[0];
+    // Ready once it answers a query for the root (REFUSED is fine); gone if it exited.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (answers()) return true;
+      drain_log(50);
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {  // exited (port taken): reaped
+        pid_ = -1;
+        return false;
+      }
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    return false;
   }
-  Dnsmasq(const Dnsmasq&) = delete;
-  Dnsmasq& operator=(const Dnsmasq&) = delete;
-
-  int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  void reread() { kill(pid_, SIGHUP); }  // re-reads --addn-hosts files
-
- private:
   static int free_udp_port() {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     sockaddr_in a{};
