@@ -1454,7 +1454,80 @@ function sum(stats, f) {
   return Object.values(stats).reduce((a, s) => a + (f(s) || 0), 0);
 }
 
+// ---------------------------------------------------------------------------------------
+// Raw client exchanges (hostile-input tests)
+
+// Writes `parts` (one write each, the next once the previous one was handed to the kernel),
+// collects every byte until the socket closes. The proxy is expected to close first; the
+// client half-closes only after the proxy's FIN, or right after writing with `halfClose`. At
+// `ms` the client half-closes, and destroys the socket if nothing happens for 1 s more.
+// `closedByProxy`: the proxy ended (FIN) or reset the connection before `ms`.
+function rawExchange(port, parts, ms, { halfClose = false } = {}) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const s = net.connect({ host: HOST, port, allowHalfOpen: true });
+    const chunks = [];
+    let ended = false;
+    let error = null;
+    let timedOut = false;
+    let killer = null;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      s.end();
+      killer = setTimeout(() => s.destroy(), 1000 * SCALE);
+    }, ms);
+    s.setNoDelay(true);
+    s.on('connect', () => {
+      let i = 0;
+      const next = () => {
+        if (i >= parts.length) {
+          if (halfClose) s.end();
+          return;
+        }
+        s.write(parts[i++], (err) => (err ? null : next()));
+      };
+      next();
+    });
+    s.on('data', (c) => chunks.push(c));
+    s.on('end', () => {
+      ended = true;
+      s.end();
+    });
+    s.on('error', (err) => {
+      error = err.code || err.message;
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      clearTimeout(killer);
+      resolve({
+        data: Buffer.concat(chunks),
+        ended,
+        error,
+        timedOut,
+        closedByProxy: !timedOut && (ended || error === 'ECONNRESET' || error === 'EPIPE'),
+        ms: Date.now() - started,
+      });
+    });
+  });
+}
+
+// Every response in `data`: {responses, error} (error: a message when the bytes are not a
+// sequence of responses). Interim responses (1xx other than 101) have interim: true.
+function parseResponses(data) {
+  const reader = new HttpResponseReader();
+  try {
+    reader.feed(data);
+    reader.end();
+  } catch (err) {
+    reader.error = err;
+  }
+  const responses = reader.responses.map((r) => ({ ...r, interim: r.status >= 100 && r.status < 200 && r.status !== 101 }));
+  return { responses, error: reader.error ? reader.error.message : null };
+}
+
 module.exports = {
+  rawExchange,
+  parseResponses,
   faultEnv,
   fdTargets,
   trackChild,

@@ -112,64 +112,6 @@ function parseForwardedHeads(lines) {
 // ---------------------------------------------------------------------------------------
 // Client side
 
-// Writes `parts` (one write each, the next when the previous one was handed to the kernel),
-// collects every byte until the socket closes. The proxy is expected to close first; at `ms`
-// the client half-closes, and destroys the socket if nothing happens for 1 s more.
-function rawExchange(port, parts, ms = CASE_MS) {
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const s = net.connect({ host: h.HOST, port, allowHalfOpen: true });
-    const chunks = [];
-    let ended = false;
-    let error = null;
-    let timedOut = false;
-    let killer = null;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      s.end();
-      killer = setTimeout(() => s.destroy(), 1000 * SCALE);
-    }, ms);
-    s.setNoDelay(true);
-    s.on('connect', () => {
-      let i = 0;
-      const next = () => {
-        if (i >= parts.length) {
-          if (HALF_CLOSE) s.end();
-          return;
-        }
-        s.write(parts[i++], (err) => (err ? null : next()));
-      };
-      next();
-    });
-    s.on('data', (c) => chunks.push(c));
-    s.on('end', () => {
-      ended = true;
-      s.end();
-    });
-    s.on('error', (err) => {
-      error = err.code || err.message;
-    });
-    s.on('close', () => {
-      clearTimeout(timer);
-      clearTimeout(killer);
-      resolve({ data: Buffer.concat(chunks), ended, error, timedOut, ms: Date.now() - started });
-    });
-  });
-}
-
-// Every response in `data`: {responses, error}. Interim (1xx other than 101) responses are
-// kept with interim: true.
-function parseResponses(data) {
-  const reader = new h.HttpResponseReader();
-  try {
-    reader.feed(data);
-    reader.end();
-  } catch (err) {
-    reader.error = err;
-  }
-  const responses = reader.responses.map((r) => ({ ...r, interim: r.status >= 100 && r.status < 200 && r.status !== 101 }));
-  return { responses, error: reader.error ? reader.error.message : null };
-}
 
 // The input cut in 3 writes: inside the head (before its last 3 bytes) and 2 bytes into what
 // follows the head.
@@ -210,7 +152,7 @@ async function runCase(lane, c, variant) {
   let warm = null;
   if (variant === 'pooled') warm = await warmUp(lane, id);
   const parts = variant === 'split' ? splitParts(c.raw) : [c.raw];
-  const ex = await rawExchange(lane.port, parts, c.caseMs || CASE_MS);
+  const ex = await h.rawExchange(lane.port, parts, c.caseMs || CASE_MS, { halfClose: HALF_CLOSE });
   const logTo = await barrier(lane, id, logFrom);
   const got = lane.backend.since(bmark);
   const isAux = (r) => typeof r.target === 'string' && (r.target.includes(MARK_PREFIX) || r.target.includes(WARM_PREFIX));
@@ -226,7 +168,7 @@ async function runCase(lane, c, variant) {
     variant,
     raw: c.raw,
     exchange: ex,
-    ...parseResponses(ex.data),
+    ...h.parseResponses(ex.data),
     warm,
     records: got.requests.filter((r) => !(typeof r.target === 'string' && r.target.includes(MARK_PREFIX))),
     caseRecords: got.requests.filter((r) => !isAux(r)),
@@ -265,14 +207,14 @@ async function warmUp(lane, id) {
 async function barrier(lane, id, logFrom) {
   if (lane.stickyd) {
     const target = `http://mark.invalid${MARK_PREFIX}${id}`;
-    await rawExchange(lane.port, [`GET ${target} HTTP/1.1\r\nHost: mark.invalid\r\n\r\n`], 2000 * SCALE);
+    await h.rawExchange(lane.port, [`GET ${target} HTTP/1.1\r\nHost: mark.invalid\r\n\r\n`], 2000 * SCALE);
     const re = new RegExp(` info request client=.*target=${target.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} `);
     await lane.stickyd.waitForLine(re, 2000 * SCALE, `marker ${id}`, logFrom);
     await settle();
     const i = lane.stickyd.stderr.findIndex((l, k) => k >= logFrom && re.test(l));
     return i;
   }
-  await rawExchange(lane.port, [`GET ${MARK_PREFIX}${id} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`], 2000 * SCALE);
+  await h.rawExchange(lane.port, [`GET ${MARK_PREFIX}${id} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`], 2000 * SCALE);
   await settle();
   return 0;
 }
@@ -683,8 +625,8 @@ module.exports = {
   unescapeLogValue,
   parseRequestHead,
   parseForwardedHeads,
-  parseResponses,
-  rawExchange,
+  parseResponses: h.parseResponses,
+  rawExchange: h.rawExchange,
   splitParts,
   variantsOf,
   runCase,

@@ -26,55 +26,6 @@ const CLOSE = 'Connection: close\r\n';
 const HEADER_TIMEOUT_MS = 1000; // timeouts.client_header: bounds the incomplete HTTP/0.9 row (408)
 const SESSION_UNKNOWN = '{"code":1,"message":"Session ID unknown"}';
 
-// Writes `bytes`, collects everything until the socket closes. `closedByProxy`: the proxy
-// ended (FIN) or reset the connection before `ms`; the test never ends its side first.
-function rawExchange(port, bytes, ms) {
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const s = net.connect({ host: h.HOST, port, allowHalfOpen: true });
-    const chunks = [];
-    let ended = false;
-    let error = null;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      s.destroy();
-    }, ms);
-    s.on('connect', () => s.write(bytes));
-    s.on('data', (c) => chunks.push(c));
-    s.on('end', () => {
-      ended = true;
-      s.end(); // our half-close only after the proxy's
-    });
-    s.on('error', (err) => {
-      error = err.code || err.message;
-    });
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve({
-        data: Buffer.concat(chunks),
-        ended,
-        error,
-        timedOut,
-        closedByProxy: !timedOut && (ended || error === 'ECONNRESET' || error === 'EPIPE'),
-        ms: Date.now() - started,
-      });
-    });
-  });
-}
-
-// Every complete response in `data`; `error` if the bytes are not a sequence of responses.
-function parseResponses(data) {
-  const reader = new h.HttpResponseReader();
-  try {
-    reader.feed(data);
-    reader.end();
-  } catch (err) {
-    reader.error = err;
-  }
-  return { responses: reader.responses, error: reader.error };
-}
-
 function describe(x) {
   const s = Buffer.isBuffer(x) ? x.toString('latin1') : String(x);
   return JSON.stringify(s.length > 300 ? `${s.slice(0, 300)}...(${s.length})` : s);
@@ -396,8 +347,8 @@ test('q. hostile requests: each rejected or safely forwarded, closed, logged esc
       await t.test(row.name, row.todo ? { todo: row.todo } : {}, async () => {
         const from = proxy.stderr.length;
         const bound = (row.minMs || 0) + 3000 * h.SCALE;
-        const r = await rawExchange(proxy.port, Buffer.from(row.bytes, 'latin1'), bound);
-        const { responses, error } = parseResponses(r.data);
+        const r = await h.rawExchange(proxy.port, [Buffer.from(row.bytes, 'latin1')], bound);
+        const { responses, error } = h.parseResponses(r.data);
         const res = responses[0];
         summary.push(`${row.name}: ${res ? res.status : 'closed'}${row.todo ? ' (todo)' : ''}`);
 
@@ -405,7 +356,7 @@ test('q. hostile requests: each rejected or safely forwarded, closed, logged esc
         if (row.expect === 'closed') {
           assert.equal(r.data.length, 0, `${row.name}: expected no response, got ${describe(r.data)}`);
         } else {
-          assert.ok(res, `${row.name}: no complete response (${error && error.message}): ${describe(r.data)}`);
+          assert.ok(res, `${row.name}: no complete response (${error}): ${describe(r.data)}`);
           const allowed = [].concat(row.expect);
           assert.ok(allowed.includes(res.status), `${row.name}: status ${res.status}, expected ${allowed}: ${describe(r.data)}`);
           assert.equal(responses.length, 1, `${row.name}: ${responses.length} responses (a smuggled second request?): ${describe(r.data)}`);
