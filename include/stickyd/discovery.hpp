@@ -70,6 +70,7 @@ class DnsResolver {
   static void poll_cb(uv_poll_t* h, int status, int events);
   static void timer_cb(uv_timer_t* t);
   void rearm_timer();
+  void read_srv(std::shared_ptr<Query> q, const unsigned char* abuf, int alen);
   void resolve_targets(std::shared_ptr<Query> q);
   struct TargetQuery;
   static void ask_target(TargetQuery* target);

@@ -201,46 +201,38 @@ void DnsResolver::lookup(const std::string& name, DiscoverType type, uint16_t po
   q->type = type;
   q->port = port;
   q->cb = std::move(cb);
-  auto* holder = new std::shared_ptr<Query>(q);
-  if (type == DiscoverType::SRV) {
-    ares_search(as_channel(channel_), name.c_str(), ns_c_in, ns_t_srv,
-                [](void* arg, int status, int, unsigned char* abuf, int alen) {
-                  std::unique_ptr<std::shared_ptr<Query>> h(static_cast<std::shared_ptr<Query>*>(arg));
-                  std::shared_ptr<Query> q = *h;
-                  if (!*q->alive) return;
-                  if (empty_answer(status)) return q->cb(0, "", {}, 0);
-                  if (status != ARES_SUCCESS) return q->cb(status, ares_strerror(status), {}, 0);
-                  ares_srv_reply* srv = nullptr;
-                  int r = ares_parse_srv_reply(abuf, alen, &srv);
-                  if (r != ARES_SUCCESS) return q->cb(r, ares_strerror(r), {}, 0);
-                  for (ares_srv_reply* s = srv; s; s = s->next) {
-                    std::string host = s->host;
-                    std::transform(host.begin(), host.end(), host.begin(),
-                                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-                    while (!host.empty() && host.back() == '.') host.pop_back();
-                    q->srv.emplace_back(host, s->port);
-                  }
-                  ares_free_data(srv);
-                  q->owner->resolve_targets(q);
-                },
-                holder);
-  } else {
-    bool v6 = type == DiscoverType::AAAA;
-    ares_search(as_channel(channel_), name.c_str(), ns_c_in, v6 ? ns_t_aaaa : ns_t_a,
-                [](void* arg, int status, int, unsigned char* abuf, int alen) {
-                  std::unique_ptr<std::shared_ptr<Query>> h(static_cast<std::shared_ptr<Query>*>(arg));
-                  std::shared_ptr<Query> q = *h;
-                  if (!*q->alive) return;
-                  if (empty_answer(status)) return q->cb(0, "", {}, 0);
-                  if (status != ARES_SUCCESS) return q->cb(status, ares_strerror(status), {}, 0);
-                  bool v6 = q->type == DiscoverType::AAAA;
-                  if (!parse_addresses(abuf, alen, v6, "", q->port, q->targets, q->ttl))
-                    return q->cb(ARES_EBADRESP, ares_strerror(ARES_EBADRESP), {}, 0);
-                  q->cb(0, "", std::move(q->targets), q->ttl);
-                },
-                holder);
-  }
+  int rr = type == DiscoverType::SRV ? ns_t_srv : type == DiscoverType::AAAA ? ns_t_aaaa : ns_t_a;
+  ares_search(as_channel(channel_), name.c_str(), ns_c_in, rr,
+              [](void* arg, int status, int, unsigned char* abuf, int alen) {
+                std::unique_ptr<std::shared_ptr<Query>> holder(static_cast<std::shared_ptr<Query>*>(arg));
+                std::shared_ptr<Query> q = *holder;
+                if (!*q->alive) return;  // the resolver is being destroyed
+                if (empty_answer(status)) return q->cb(0, "", {}, 0);
+                if (status != ARES_SUCCESS) return q->cb(status, ares_strerror(status), {}, 0);
+                if (q->type == DiscoverType::SRV) return q->owner->read_srv(q, abuf, alen);
+                bool v6 = q->type == DiscoverType::AAAA;
+                if (!parse_addresses(abuf, alen, v6, "", q->port, q->targets, q->ttl))
+                  return q->cb(ARES_EBADRESP, ares_strerror(ARES_EBADRESP), {}, 0);
+                q->cb(0, "", std::move(q->targets), q->ttl);
+              },
+              new std::shared_ptr<Query>(q));
   rearm_timer();
+}
+
+// An SRV answer: its targets (lowercase, no trailing dot) and ports, then their addresses.
+void DnsResolver::read_srv(std::shared_ptr<Query> q, const unsigned char* abuf, int alen) {
+  ares_srv_reply* srv = nullptr;
+  int r = ares_parse_srv_reply(abuf, alen, &srv);
+  if (r != ARES_SUCCESS) return q->cb(r, ares_strerror(r), {}, 0);
+  for (ares_srv_reply* s = srv; s; s = s->next) {
+    std::string host = s->host;
+    std::transform(host.begin(), host.end(), host.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    while (!host.empty() && host.back() == '.') host.pop_back();
+    q->srv.emplace_back(host, s->port);
+  }
+  ares_free_data(srv);
+  resolve_targets(std::move(q));
 }
 
 // Each SRV target's address: its A records, else its AAAA records (the first address is the
