@@ -8,8 +8,9 @@
 //           address the target's A (else AAAA) record. A StatefulSet pod keeps its name.
 // A backend's name, persistence value and metrics label derive from its identity only (never
 // from the order of the answers or a slot number), so stickyd replicas that see the same
-// records agree without sharing state (with sticky.secret, values are HMAC-derived as for
-// static backends).
+// records agree without sharing state (values are HMAC-derived from the name: with
+// sticky.secret as for static backends, else with a fixed key, since names hold dots, the
+// default sid tag separator).
 //
 // Changes: a new identity becomes a backend; one missing from the answers is drained (no new
 // sessions, its sessions and tunnels go on) and removed once it has had no session for

@@ -81,6 +81,14 @@ class HealthChecker {
   // Idempotent. Passive marking is inert afterwards (states stay as they are).
   void stop();
 
+  // After a reload: the states, counts and probation of `previous` (the checker the reload
+  // replaces, stopped) carry over by backend index, so a reload neither resets `fall`/`rise`
+  // counting nor logs transitions that did not happen. Indexes in `fresh` start anew (a new
+  // backend, or one at a new address); with active checks on, those in `await_check` (new
+  // discovered backends) start Down and come Up on their first successful check, so no
+  // session is sent to an address nothing has checked yet.
+  void carry_over(const HealthChecker& previous, const std::vector<size_t>& fresh,
+                  const std::vector<size_t>& await_check);
   Health state(int backend) const;
   bool usable(int backend) const { return state(backend) != Health::Down; }
 
@@ -107,6 +115,7 @@ class HealthChecker {
     uint64_t checks = 0;
     bool due = false;             // the timer fired while a check was still running
     bool probation = false;       // passive retry window elapsed, no success seen yet
+    bool awaiting_first = false;  // Down until its first successful check (new, discovered)
     std::string request;          // the check request, Host included
     std::string reason;
   };

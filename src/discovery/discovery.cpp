@@ -18,6 +18,10 @@ const char* type_name(DiscoverType t) {
   return "?";
 }
 
+// Key of the persistence values of discovered backends when no sticky.secret is set: opaque
+// and the same on every replica, though not secret.
+constexpr const char* kUnkeyedDerivation = "stickyd discovered backend";
+
 // Re-resolving sooner than this, whatever the TTL says, would only load the DNS server.
 constexpr Millis kMinRefresh{1000};
 
@@ -227,7 +231,12 @@ std::vector<BackendConfig> Discovery::backends(const Config& cfg) const {
       b.weight = d.weight;
       b.tls = d.tls;
       if (b.tls.enabled && b.tls.sni.empty() && d.type == DiscoverType::SRV) b.tls.sni = m.target.host;
-      b.cookie = cfg.sticky.secret.empty() ? m.name : derive_cookie_value(cfg.sticky.secret, m.name);
+      // The persistence value: HMAC-derived from the name, with sticky.secret as for static
+      // backends, else with a fixed key. Never the name itself: discovered names hold dots
+      // (addresses, SRV targets), the default sid tag separator, and would reveal pod
+      // addresses to clients. Either way every replica derives the same value.
+      b.cookie = derive_cookie_value(cfg.sticky.secret.empty() ? kUnkeyedDerivation : cfg.sticky.secret,
+                                     m.name);
       b.discover = static_cast<int>(i);
       b.identity = identity;
       out.push_back(std::move(b));

@@ -409,13 +409,16 @@ bool Server::reload(Config next, const char* event) {
   // affinity table and the balancers all refer to backends by index.
   std::vector<BackendConfig> ordered = config_.backends;
   std::vector<bool> kept(ordered.size(), false);
+  const size_t first_new = ordered.size();     // appended slots start here
+  std::vector<bool> revived(ordered.size() + next.backends.size(), false);  // removed, back
   std::vector<BackendConfig> added;
   std::vector<size_t> moved;  // same backend, new address (a discovered pod that restarted)
   for (BackendConfig& b : next.backends) {
     bool found = false;
     for (size_t i = 0; i < ordered.size(); ++i) {
       if (ordered[i].name == b.name) {
-        if (ordered[i].address.text != b.address.text) moved.push_back(i);
+        if (ordered[i].removed) revived[i] = true;
+        else if (ordered[i].address.text != b.address.text) moved.push_back(i);
         ordered[i] = b;
         kept[i] = true;
         found = true;
@@ -472,9 +475,24 @@ bool Server::reload(Config next, const char* event) {
     std::vector<UpstreamConn*> parked(idle_[i].begin(), idle_[i].end());
     for (UpstreamConn* u : parked) u->close();  // never reused towards the old address
   }
-  // Health: fresh checks against the new settings; known states carry over until they run.
+  // Health: checks against the new settings; what the old checker knew carries over (counts
+  // included), except for new slots and new addresses. A backend discovery just found waits
+  // for its first successful check before it gets sessions (when checks are on).
+  std::vector<size_t> fresh(moved.begin(), moved.end()), await_check;
+  for (size_t i = 0; i < config_.backends.size(); ++i) {
+    bool is_new = i >= first_new || revived[i];
+    if (is_new) fresh.push_back(i);
+    if ((is_new || std::find(moved.begin(), moved.end(), i) != moved.end()) &&
+        config_.backends[i].discover >= 0 && config_.health.enabled) {
+      await_check.push_back(i);
+      router_.set_health(static_cast<int>(i), Health::Down, now_ms());
+    }
+  }
+  std::unique_ptr<HealthChecker> previous = std::move(health_);  // stopped above
   health_ = std::make_unique<HealthChecker>(
       loop_, config_, [this](int b, Health h, const std::string& why) { on_health(b, h, why); });
+  health_->carry_over(*previous, fresh, await_check);
+  previous.reset();
   if (worker_ != 0) return true;
   health_->start();
   log::info(event, {{"backends", config_.backends.size() - removed},

@@ -161,6 +161,31 @@ HealthChecker::HealthChecker(uv_loop_t* loop, const Config& cfg, ChangeFn on_cha
 
 HealthChecker::~HealthChecker() { stop(); }
 
+void HealthChecker::carry_over(const HealthChecker& previous, const std::vector<size_t>& fresh,
+                               const std::vector<size_t>& await_check) {
+  for (size_t i = 0; i < backends_.size() && i < previous.backends_.size(); ++i) {
+    if (std::find(fresh.begin(), fresh.end(), i) != fresh.end()) continue;
+    const Backend& p = previous.backends_[i];
+    Backend& b = backends_[i];
+    b.state = p.state;
+    b.successes = p.successes;
+    b.failures = p.failures;
+    b.passive_failures = p.passive_failures;
+    b.checks = p.checks;
+    b.probation = p.probation;
+    b.awaiting_first = p.awaiting_first;
+    b.reason = p.reason;
+  }
+  if (!cfg_.health.enabled) return;  // nothing would ever bring them up
+  for (size_t i : await_check) {
+    if (i >= backends_.size()) continue;
+    Backend& b = backends_[i];
+    b.state = Health::Down;
+    b.awaiting_first = true;
+    b.reason = "new: waiting for its first health check";
+  }
+}
+
 void HealthChecker::start() {
   if (started_ || stopped_ || !cfg_.health.enabled) return;
   started_ = true;
@@ -247,8 +272,11 @@ void HealthChecker::check_done(int backend, bool ok, const std::string& reason) 
   if (ok) {
     b.failures = 0;
     ++b.successes;
-    if (b.state == Health::Unchecked || (b.state == Health::Down && b.successes >= rise))
+    if (b.state == Health::Unchecked || b.awaiting_first ||
+        (b.state == Health::Down && b.successes >= rise)) {
+      b.awaiting_first = false;
       transition(b, Health::Up, reason);
+    }
   } else {
     b.successes = 0;
     ++b.failures;
