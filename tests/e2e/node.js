@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // One Socket.IO 4.8 node for the stickyd end-to-end tests.
 //
-//   node node.js --name n1 --port 0 [--cookie] [--tag-prefix [TAG]] [--exit-with-stdin]
+//   node node.js --name n1 --port 0 [--host 127.0.0.1] [--cookie] [--tag-prefix [TAG]]
+//                [--print-sessions] [--exit-with-stdin]
 //
-// Listens on 127.0.0.1 (port 0 = ephemeral) and prints exactly one line `READY <port>` on
-// stdout once listening. Engine.IO/Socket.IO on the default path /socket.io/, allowEIO3,
+// Listens on --host (default 127.0.0.1; any 127.0.0.x, so that several nodes share a port as
+// pods behind one DNS name do) and --port (0 = ephemeral) and prints exactly one line
+// `READY <port>` on stdout once listening. --print-sessions: also a line `SESSION <sid>` for
+// every Engine.IO session created (an event a test can await). Engine.IO/Socket.IO on the default path /socket.io/, allowEIO3,
 // CORS reflecting the origin with credentials, pingInterval/pingTimeout 2000 ms.
 //
 // --tag-prefix: the node makes tagged sids itself, `<TAG>.<20 random base64url chars>` (TAG
@@ -27,12 +30,14 @@ const crypto = require('node:crypto');
 const { Server } = require('socket.io');
 
 function parseArgs(argv) {
-  const out = { name: null, port: 0, cookie: false, tagPrefix: null, exitWithStdin: false };
+  const out = { name: null, port: 0, host: '127.0.0.1', cookie: false, tagPrefix: null, printSessions: false, exitWithStdin: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--name') out.name = argv[++i];
     else if (a === '--port') out.port = Number(argv[++i]);
+    else if (a === '--host') out.host = argv[++i];
     else if (a === '--cookie') out.cookie = true;
+    else if (a === '--print-sessions') out.printSessions = true;
     else if (a === '--tag-prefix') out.tagPrefix = argv[i + 1] && !argv[i + 1].startsWith('--') ? argv[++i] : '';
     else if (a === '--exit-with-stdin') out.exitWithStdin = true;
     else {
@@ -40,8 +45,8 @@ function parseArgs(argv) {
       process.exit(2);
     }
   }
-  if (!out.name || !Number.isInteger(out.port) || out.port < 0 || out.port > 65535) {
-    process.stderr.write('usage: node node.js --name NAME --port PORT [--cookie]\n');
+  if (!out.name || !Number.isInteger(out.port) || out.port < 0 || out.port > 65535 || !/^127\.\d+\.\d+\.\d+$/.test(out.host || '')) {
+    process.stderr.write('usage: node node.js --name NAME --port PORT [--host 127.x.y.z] [--cookie]\n');
     process.exit(2);
   }
   if (out.tagPrefix === '') out.tagPrefix = out.name;
@@ -223,6 +228,7 @@ engine.on('connection', (socket) => {
     stats.sids.push(socket.id);
   }
   stats.handshakes++;
+  if (args.printSessions) process.stdout.write(`SESSION ${socket.id}\n`);
   bump(stats.handshakesByTransport, socket.transport.name);
   bump(stats.handshakesByProtocol, String(socket.protocol));
   socket.on('upgrade', () => {
@@ -283,6 +289,6 @@ httpServer.on('error', (err) => {
   shutdown(1);
 });
 
-httpServer.listen(args.port, '127.0.0.1', () => {
+httpServer.listen(args.port, args.host, () => {
   process.stdout.write(`READY ${httpServer.address().port}\n`);
 });

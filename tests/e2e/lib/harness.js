@@ -1,7 +1,7 @@
 'use strict';
 // Harness for the stickyd end-to-end tests: Socket.IO nodes, the stickyd process, raw HTTP
 // helpers and the checks shared by every scenario. Everything binds and connects to
-// 127.0.0.1 only. Every wait is on an event (a stdout/stderr line, 'exit', a socket event)
+// 127.0.0.1 only (nodes started with `host`: another 127.0.0.x). Every wait is on an event (a stdout/stderr line, 'exit', a socket event)
 // and every wait is bounded by a timeout, so a hang fails a test instead of hanging CI.
 
 const { spawn } = require('node:child_process');
@@ -181,21 +181,42 @@ async function stopChild(child) {
 
 // `port`: 0 = ephemeral, or a fixed port (restarting a node where it was). `tagPrefix`: true
 // (tag = name) or a string: the node makes tagged sids `<tag>.<random>` (generateId).
-async function startNode(name, { cookie = false, port = 0, tagPrefix = false } = {}) {
-  const argv = [NODE_SCRIPT, '--name', name, '--port', String(port), '--exit-with-stdin'];
+// `host`: another loopback address (127.0.0.11, ...): nodes on distinct addresses may share a
+// port, as pods behind one DNS name do. `printSessions`: the node prints `SESSION <sid>` per
+// Engine.IO session; node.waitForLine awaits such lines.
+async function startNode(name, { cookie = false, port = 0, tagPrefix = false, host = HOST, printSessions = false } = {}) {
+  const argv = [NODE_SCRIPT, '--name', name, '--port', String(port), '--host', host, '--exit-with-stdin'];
   if (cookie) argv.push('--cookie');
+  if (printSessions) argv.push('--print-sessions');
   if (tagPrefix) argv.push('--tag-prefix', ...(typeof tagPrefix === 'string' ? [tagPrefix] : []));
   const child = trackChild(
     spawn(process.execPath, argv, { cwd: E2E_DIR, stdio: ['pipe', 'pipe', 'pipe'] }),
   );
   let onReady;
   const ready = new Promise((resolve) => (onReady = resolve));
+  const lineWaiters = new Set();
   const stdout = lineCollector(child.stdout, (line) => {
     const m = /^READY (\d+)$/.exec(line);
     if (m) onReady(Number(m[1]));
+    for (const w of lineWaiters) w(line);
   });
   const stderr = lineCollector(child.stderr);
-  const node = { name, child, stdout, stderr, port: null, cookie, tagPrefix };
+  const node = { name, child, stdout, stderr, port: null, cookie, tagPrefix, host, printSessions };
+  // Resolves with the first stdout line from now on that matches `re`.
+  node.waitForLine = (re, ms, what) =>
+    withTimeout(
+      new Promise((resolve) => {
+        const w = (line) => {
+          if (re.test(line)) {
+            lineWaiters.delete(w);
+            resolve(line);
+          }
+        };
+        lineWaiters.add(w);
+      }),
+      ms,
+      `node ${name}: stdout line ${re} (${what})`,
+    );
   const died = child.exited.then((info) => {
     throw new Error(`node ${name} exited before READY: ${JSON.stringify(info)}\n${stderr.join('\n')}`);
   });
@@ -206,8 +227,8 @@ async function startNode(name, { cookie = false, port = 0, tagPrefix = false } =
     throw err;
   }
   died.catch(() => {});
-  node.address = `${HOST}:${node.port}`;
-  node.stats = () => getJson(node.port, '/stats');
+  node.address = `${host}:${node.port}`;
+  node.stats = () => getJson(node.port, '/stats', host);
   node.kill = async () => {
     if (child.exitInfo) return child.exitInfo;
     child.kill('SIGKILL');
@@ -227,7 +248,7 @@ class Cluster {
     const i = this.nodes.findIndex((x) => x.name === name);
     const old = this.nodes[i];
     await old.kill();
-    const fresh = await startNode(name, { cookie: old.cookie, port: old.port, tagPrefix: old.tagPrefix });
+    const fresh = await startNode(name, { cookie: old.cookie, port: old.port, tagPrefix: old.tagPrefix, host: old.host, printSessions: old.printSessions });
     fresh.previousStderr = old.stderr;
     this.nodes[i] = fresh;
     return fresh;
@@ -299,11 +320,12 @@ function cookieYaml(cookie) {
 }
 
 // Backends may carry more keys (weight, cookie, cookie_aliases): written as JSON, which is
-// YAML flow syntax. `extra`: more top-level keys (balance, sticky, health, admin, access_log,
+// YAML flow syntax. A backend {discover: {name, type, port, ...}} is a DNS discovery entry. `extra`: more top-level keys (balance, sticky, health, admin, access_log,
 // headers, ...), each written as `key: <JSON>`. `listenPort`: 0 or a fixed port.
 function stickydConfig({ backends, cookie = false, path: enginePath = '/socket.io/', timeouts, extra = {}, listenPort = 0 }) {
   const t = { connect: '5s', client: '60s', server: '60s', tunnel: '1h', ...(timeouts || {}) };
   const backendLine = (b) => {
+    if (b.discover) return `  - discover: ${JSON.stringify(b.discover)}`; // DNS discovery entry
     const { name, address, ...more } = b;
     const rest = Object.entries(more).map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`).join('');
     return `  - {name: ${name}, address: ${yamlString(address)}${rest}}`;
@@ -626,11 +648,12 @@ async function scenario(t, { nodeCookie = false, proxyCookie = false, proxy = tr
 // HTTP helpers (node:http)
 
 // `localAddress`: bind the client socket to another loopback address (127.0.0.2, ...).
-function request({ port, method = 'GET', path: p, headers = {}, body, agent, timeout = T.http, localAddress }) {
+// `host`: another loopback address (a node started with `host`).
+function request({ port, method = 'GET', path: p, headers = {}, body, agent, timeout = T.http, localAddress, host = HOST }) {
   return withTimeout(
     new Promise((resolve, reject) => {
       const req = http.request(
-        { host: HOST, port, method, path: p, headers, agent: agent === undefined ? false : agent, ...(localAddress ? { localAddress } : {}) },
+        { host, port, method, path: p, headers, agent: agent === undefined ? false : agent, ...(localAddress ? { localAddress } : {}) },
         (res) => {
           const chunks = [];
           res.on('data', (c) => chunks.push(c));
@@ -654,8 +677,8 @@ function request({ port, method = 'GET', path: p, headers = {}, body, agent, tim
   );
 }
 
-async function getJson(port, p) {
-  const res = await request({ port, path: p });
+async function getJson(port, p, host = HOST) {
+  const res = await request({ port, path: p, host });
   assert.equal(res.status, 200, `GET ${p}: ${res.status} ${res.body}`);
   return JSON.parse(res.body);
 }
