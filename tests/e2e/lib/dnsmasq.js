@@ -3,7 +3,8 @@
 // a free high port (UDP and TCP), answering only from what the test gives it: no upstream,
 // no /etc/hosts, no config file. Records come from an addn-hosts file (rewritten by
 // setHosts(), re-read on SIGHUP) and from command-line options (--host-record, --srv-host,
-// --local-ttl, --server=/name/... for a failing upstream). --log-queries is on: every query
+// --local-ttl) and from a servers file (setHosts(lines, {servers}): server=/name/... lines
+// for a failing upstream; re-read on SIGHUP as well). --log-queries is on: every query
 // dnsmasq receives is an event (waitForQueries), so a test can await "stickyd asked again"
 // instead of sleeping. Same helper in C++: tests/unit/dnsmasq.hpp.
 //
@@ -79,7 +80,9 @@ function udpQuery(port, name, type = 'A', { edns = 0, ms = 1000 } = {}) {
 async function startDnsmasq({ hosts = [], args = [], port = 0, start = true } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stickyd-dns-'));
   const hostsFile = path.join(dir, 'hosts');
+  const serversFile = path.join(dir, 'servers');
   fs.writeFileSync(hostsFile, hosts.map((l) => `${l}\n`).join(''));
+  fs.writeFileSync(serversFile, '');
   const dns = {
     port: port || (await freePort()),
     hostsFile,
@@ -98,7 +101,8 @@ async function startDnsmasq({ hosts = [], args = [], port = 0, start = true } = 
     const argv = [
       '-k', `--port=${dns.port}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv',
       '--no-hosts', '--pid-file=', '--user=root', '--group=root', '--log-facility=-',
-      '--conf-file=/dev/null', '--log-queries', `--addn-hosts=${hostsFile}`, ...dns.args,
+      '--conf-file=/dev/null', '--log-queries', `--addn-hosts=${hostsFile}`,
+      `--servers-file=${serversFile}`, ...dns.args,
     ];
     const child = h.trackChild(spawn('dnsmasq', argv, { stdio: ['ignore', 'ignore', 'pipe'] }));
     dns.child = child;
@@ -153,8 +157,11 @@ async function startDnsmasq({ hosts = [], args = [], port = 0, start = true } = 
 
   // Rewrites the addn-hosts file ("ip name" lines) and has dnsmasq re-read it; resolves once
   // dnsmasq logged the re-read ("read <file> - N names").
-  dns.setHosts = async (lines) => {
+  // `servers`: lines of the --servers-file (also re-read on SIGHUP), e.g.
+  // ["server=/io.test/127.0.0.1#9"]: forward io.test there instead of answering it.
+  dns.setHosts = async (lines, { servers } = {}) => {
     fs.writeFileSync(hostsFile, lines.map((l) => `${l}\n`).join(''));
+    if (servers) fs.writeFileSync(serversFile, servers.map((l) => `${l}\n`).join(''));
     const reread = dns.waitForLine(new RegExp(`read ${hostsFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} - \\d+ names`), 5000 * h.SCALE, 'hosts re-read');
     dns.child.kill('SIGHUP');
     await reread;
@@ -179,4 +186,31 @@ async function startDnsmasq({ hosts = [], args = [], port = 0, start = true } = 
   return dns;
 }
 
-module.exports = { startDnsmasq, freePort, udpQuery };
+// An upstream for dnsmasq's --server=/name/127.0.0.1#PORT that answers every query with
+// SERVFAIL (dnsmasq passes it on to its client). Returns {port, answered, close()}.
+async function startServfail() {
+  const sock = dgram.createSocket('udp4');
+  const s = { answered: 0 };
+  sock.on('message', (msg, rinfo) => {
+    if (msg.length < 12) return;
+    const reply = Buffer.from(msg);
+    reply[2] = 0x80 | (msg[2] & 0x01); // QR, keep RD
+    reply[3] = 0x80 | 2; // RA, RCODE 2 = SERVFAIL
+    reply.writeUInt16BE(0, 6); // no answer, authority or additional records
+    reply.writeUInt16BE(0, 8);
+    reply.writeUInt16BE(0, 10);
+    // Keep the question only: its end is the first zero label + 4 bytes.
+    let i = 12;
+    while (i < reply.length && reply[i] !== 0) i += reply[i] + 1;
+    s.answered++;
+    sock.send(reply.subarray(0, Math.min(reply.length, i + 5)), rinfo.port, rinfo.address);
+  });
+  s.port = await new Promise((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(0, '127.0.0.1', () => resolve(sock.address().port));
+  });
+  s.close = () => new Promise((resolve) => sock.close(resolve));
+  return s;
+}
+
+module.exports = { startDnsmasq, startServfail, freePort, udpQuery };
