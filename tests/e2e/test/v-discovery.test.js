@@ -569,3 +569,129 @@ test('v8. two replicas discover the same set behind an L4 relay (tag_sids + secr
     assertNoUnknown(t, await env.stats(), 'replicas');
   });
 });
+
+test('v9. a backend that comes back to DNS before its hold ends is undrained: ready again, new sessions', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    const [, n2] = await env.startPods(['n1', 'n2']);
+    const P = env.port;
+    const name2 = `${ip(2)}_${P}`;
+    const hosts = [1, 2].map((k) => `${ip(k)} io.test`);
+    const dns = await env.dnsmasq({ hosts });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P, hold: '20s' }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+    });
+    await p.waitForLine(/ info backends discovered backends=2 /, 3000 * h.SCALE, 'first set');
+    const firstAcks = h.counter();
+    const run = clients(p.url, 9, { messages: 24, onAck: (r) => r.acks.length === 1 && firstAcks.add() });
+    await firstAcks.reach(9, 15000 * h.SCALE, 'every client acked once');
+    const from = p.stderr.length;
+    await dns.setHosts([`${ip(1)} io.test`]);
+    await p.waitForLine(discoLine('backend left DNS, draining', name2), 3000 * h.SCALE, 'n2 drained', from);
+    assert.equal((await p.backends())[name2].state, 'drain');
+    const backAt = await dns.setHosts(hosts);
+    await p.waitForLine(discoLine('backend back in DNS', name2), 3000 * h.SCALE, 'n2 back', from);
+    t.diagnostic(`back in DNS: seen ${Date.now() - backAt} ms after the DNS change`);
+    const b = (await p.backends())[name2];
+    assert.equal(b.state, 'ready', JSON.stringify(b));
+    assert.equal(b.discovered.in_dns, true);
+    const n2Sessions = (await n2.stats()).handshakes;
+    for (let i = 0; i < 4; i++) await h.handshake(p.port);
+    assert.ok((await n2.stats()).handshakes > n2Sessions, 'n2 takes new sessions again');
+    const results = await run;
+    assert.deepEqual(stayedProblems(results), []);
+    assertNoUnknown(t, await env.stats(), 'undrain');
+    assert.equal(count(p, / discovery: backend (removed|added)/, from), 0);
+  });
+});
+
+test('v10. a backend out of DNS is removed `hold` after its last session, never while one lives', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    await env.startPods(['n1', 'n2', 'n3']);
+    const P = env.port;
+    const name3 = `${ip(3)}_${P}`;
+    const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P, hold: '500ms' }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+      extra: { affinity: { idle_timeout: '1s' } },
+    });
+    await p.waitForLine(/ info backends discovered backends=3 /, 3000 * h.SCALE, 'first set');
+    const firstAcks = h.counter();
+    const run = clients(p.url, 12, { messages: 30, gapMin: 100, gapMax: 150, onAck: (r) => r.acks.length === 1 && firstAcks.add() });
+    await firstAcks.reach(12, 15000 * h.SCALE, 'every client acked once');
+    const from = p.stderr.length;
+    await dns.setHosts([1, 2].map((k) => `${ip(k)} io.test`));
+    await p.waitForLine(discoLine('backend left DNS, draining', name3), 3000 * h.SCALE, 'n3 drained', from);
+    const removedLine = p.waitForLine(discoLine('backend removed', name3), 20000 * h.SCALE, 'n3 removed', from);
+    const results = await run;
+    assert.deepEqual(stayedProblems(results), [], 'the draining node\'s sessions finished');
+    const onN3 = results.filter((r) => r.acks[0].node === 'n3');
+    assert.ok(onN3.length >= 2, `clients on n3: ${onN3.length}`);
+    const lastSession = Math.max(...onN3.map((r) => r.acks[r.acks.length - 1].at));
+    const line = await removedLine;
+    const removedAt = Date.parse(line.split(' ')[0]);
+    t.diagnostic(`hold 500ms, idle_timeout 1s: removed ${removedAt - lastSession} ms after the last ack of its last session: ${line.replace(/^\S+ /, '')}`);
+    assert.ok(removedAt > lastSession, 'removed while a session still ran');
+    assert.deepEqual(Object.keys(await p.backends()).sort(), [1, 2].map((k) => `${ip(k)}_${P}`));
+  });
+});
+
+test('v11. SIGHUP while discovering: the discovered set, a drain in progress and the sessions are kept; discovery goes on', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    await env.startPods(['n1', 'n2', 'n3']);
+    const P = env.port;
+    const name3 = `${ip(3)}_${P}`;
+    const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P, hold: '20s' }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+    });
+    await p.waitForLine(/ info backends discovered backends=3 /, 3000 * h.SCALE, 'first set');
+    const firstAcks = h.counter();
+    const run = clients(p.url, 12, { messages: 24, onAck: (r) => r.acks.length === 1 && firstAcks.add() });
+    await firstAcks.reach(12, 15000 * h.SCALE, 'every client acked once');
+    let from = p.stderr.length;
+    await dns.setHosts([1, 2].map((k) => `${ip(k)} io.test`));
+    await p.waitForLine(discoLine('backend left DNS, draining', name3), 3000 * h.SCALE, 'n3 drained', from);
+    from = p.stderr.length;
+    p.child.kill('SIGHUP');
+    await p.waitForLine(/ info config reloaded /, 3000 * h.SCALE, 'reloaded', from);
+    await dns.waitForQueries('io.test', 2, 3000 * h.SCALE);
+    const b = await p.backends();
+    assert.deepEqual(Object.keys(b).sort(), [1, 2, 3].map((k) => `${ip(k)}_${P}`), 'the discovered set survives SIGHUP');
+    assert.equal(b[name3].state, 'drain', `n3 after SIGHUP: ${JSON.stringify(b[name3])}`);
+    assert.equal(b[name3].discovered.in_dns, false);
+    const n3 = env.pod('n3');
+    const before = (await n3.stats()).handshakes;
+    for (let i = 0; i < 6; i++) await h.handshake(p.port);
+    assert.equal((await n3.stats()).handshakes, before, 'draining n3 got new sessions after SIGHUP');
+    const results = await run;
+    assert.deepEqual(stayedProblems(results), [], 'SIGHUP disturbed a session');
+    assertNoUnknown(t, await env.stats(), 'SIGHUP');
+    // Discovery still follows DNS.
+    await dns.setHosts([1, 2, 3].map((k) => `${ip(k)} io.test`));
+    await p.waitForLine(discoLine('backend back in DNS', name3), 3000 * h.SCALE, 'n3 back after SIGHUP', from);
+    assert.equal((await p.backends())[name3].state, 'ready');
+  });
+});
+
+test('v12. tag_sids without a secret: discovered names contain dots (the tag separator); tagged sessions must still work', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    await env.startPods(['n1', 'n2']);
+    const P = env.port;
+    const dns = await env.dnsmasq({ hosts: [1, 2].map((k) => `${ip(k)} io.test`) });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+      extra: { sticky: { tag_sids: true }, access_log: true },
+    });
+    await p.waitForLine(/ info backends discovered backends=2 /, 3000 * h.SCALE, 'first set');
+    const hs = await h.handshake(p.port, { sidRe: /./ });
+    t.diagnostic(`tagged sid: ${hs.sid}`);
+    const raw = new h.RawSession(p.port, hs.sid);
+    await raw.connectNamespace();
+    const reply = await raw.echo('tagged');
+    assert.match(reply.node, /^n[12]$/);
+  });
+});
