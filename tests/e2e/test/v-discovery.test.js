@@ -695,3 +695,55 @@ test('v12. tag_sids without a secret: discovered names contain dots (the tag sep
     assert.match(reply.node, /^n[12]$/);
   });
 });
+
+test('v13. with health checks, a new address that does not answer yet takes no session', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    await env.startPods(['n1', 'n2']);
+    const P = env.port;
+    const dead = `${ip(4)}_${P}`; // in DNS, nothing listens there (a pod not started yet)
+    const dns = await env.dnsmasq({ hosts: [1, 2].map((k) => `${ip(k)} io.test`) });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+      extra: { health: { interval: '300ms', timeout: '250ms', rise: 2, fall: 2, path: '/whoami' }, access_log: true },
+      timeouts: { connect: '1s' },
+    });
+    await p.waitForLine(/ info backends discovered backends=2 /, 3000 * h.SCALE, 'first set');
+    for (const k of [1, 2]) await p.waitForLine(new RegExp(` info backend up backend=${esc(`${ip(k)}_${P}`)}\\b`), 5000 * h.SCALE, `pod ${k} up`);
+    const from = p.stderr.length;
+    await dns.setHosts([1, 2, 4].map((k) => `${ip(k)} io.test`));
+    await p.waitForLine(discoLine('backend added', dead), 3000 * h.SCALE, 'dead address added', from);
+    // New sessions right after it was added, before any check could mark it down.
+    const statuses = [];
+    for (let i = 0; i < 9; i++) {
+      const res = await h.request({ port: p.port, path: h.enginePath({ EIO: '4', transport: 'polling' }) });
+      statuses.push(res.status);
+    }
+    const log = p.textAccessLog(from);
+    const toDead = log.filter((e) => e.backend === dead);
+    t.diagnostic(`handshakes after a dead address was added: ${JSON.stringify(statuses)}; routed to it: ${toDead.length} (${toDead.map((e) => e.status)})`);
+    assert.deepEqual(statuses.filter((s) => s !== 200), [], 'a client got an error because of the new address');
+    await p.waitForLine(new RegExp(` warn backend down backend=${esc(dead)}\\b`), 5000 * h.SCALE, 'dead address marked down');
+  });
+});
+
+test('v14. max with a rolling replacement: the newcomer is added once the one it replaces is removed', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    await env.startPods(['n1', 'n2', 'n3']);
+    const P = env.port;
+    const dns = await env.dnsmasq({ hosts: [1, 2].map((k) => `${ip(k)} io.test`) });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P, max: 2, hold: '300ms' }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+      extra: { affinity: { idle_timeout: '1s' } },
+    });
+    await p.waitForLine(/ info backends discovered backends=2 /, 3000 * h.SCALE, 'first set');
+    const from = p.stderr.length;
+    const changedAt = await dns.setHosts([1, 3].map((k) => `${ip(k)} io.test`));
+    await p.waitForLine(discoLine('backend left DNS, draining', `${ip(2)}_${P}`), 3000 * h.SCALE, 'n2 drained', from);
+    await p.waitForLine(discoLine('backend removed', `${ip(2)}_${P}`), 5000 * h.SCALE, 'n2 removed', from);
+    await p.waitForLine(discoLine('backend added', `${ip(3)}_${P}`), 3000 * h.SCALE, 'n3 added', from);
+    t.diagnostic(`max 2, ${ip(2)} replaced by ${ip(3)}: added ${Date.now() - changedAt} ms after the DNS change; lines: ${p.stderr.slice(from).filter((l) => / discovery: /.test(l)).map((l) => l.replace(/^\S+ /, '')).join(' | ')}`);
+    assert.deepEqual(Object.keys(await p.backends()).sort(), [1, 3].map((k) => `${ip(k)}_${P}`));
+  });
+});
