@@ -550,7 +550,9 @@ test('v8. two replicas discover the same set behind an L4 relay (tag_sids + secr
         tags[label].set(owner, h.tagOf(hs.sid));
       }
     }
-    for (const [node, tag] of tags.A) if (tags.B.has(node)) assert.equal(tags.B.get(node), tag, `persistence value of ${node}`);
+    assert.equal(tags.A.size, 3, 'replica A handed sessions to every node');
+    assert.equal(tags.B.size, 3, 'replica B handed sessions to every node');
+    for (const [node, tag] of tags.A) assert.equal(tags.B.get(node), tag, `persistence value of ${node}`);
     assert.equal(new Set(tags.A.values()).size, tags.A.size);
     t.diagnostic(`persistence values: ${JSON.stringify(Object.fromEntries(tags.A))}`);
     const mA = await A.metrics();
@@ -745,5 +747,40 @@ test('v14. max with a rolling replacement: the newcomer is added once the one it
     await p.waitForLine(discoLine('backend added', `${ip(3)}_${P}`), 3000 * h.SCALE, 'n3 added', from);
     t.diagnostic(`max 2, ${ip(2)} replaced by ${ip(3)}: added ${Date.now() - changedAt} ms after the DNS change; lines: ${p.stderr.slice(from).filter((l) => / discovery: /.test(l)).map((l) => l.replace(/^\S+ /, '')).join(' | ')}`);
     assert.deepEqual(Object.keys(await p.backends()).sort(), [1, 3].map((k) => `${ip(k)}_${P}`));
+  });
+});
+
+test('v15. no active checks: a draining node that dies is marked down by connect failures and removed at once; its clients move', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    const [, , n3] = await env.startPods(['n1', 'n2', 'n3']);
+    const P = env.port;
+    const name3 = `${ip(3)}_${P}`;
+    const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P, hold: '20s' }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+      timeouts: { connect: '1s' },
+    });
+    await p.waitForLine(/ info backends discovered backends=3 /, 3000 * h.SCALE, 'first set');
+    const firstAcks = h.counter();
+    const run = clients(p.url, 15, { messages: 30, gapMin: 100, gapMax: 150, reconnect: true, onAck: (r) => r.acks.length === 1 && firstAcks.add() });
+    await firstAcks.reach(15, 15000 * h.SCALE, 'every client acked once');
+    const from = p.stderr.length;
+    await dns.setHosts([1, 2].map((k) => `${ip(k)} io.test`));
+    await p.waitForLine(discoLine('backend left DNS, draining', name3), 3000 * h.SCALE, 'n3 drained', from);
+    const killedAt = Date.now();
+    await n3.kill();
+    const down = await p.waitForLine(new RegExp(` warn backend down backend=${esc(name3)}\\b`), 10000 * h.SCALE, 'n3 down (passive)', from);
+    const removed = await p.waitForLine(discoLine('backend removed', name3), 5000 * h.SCALE, 'n3 removed', from);
+    t.diagnostic(`passive: ${down.replace(/^\S+ /, '')}; removed ${Date.now() - killedAt} ms after n3 died: ${removed.replace(/^\S+ /, '')}`);
+    const results = await run;
+    const moved = results.filter((r) => r.acks.some((a) => a.node === 'n3'));
+    const spared = results.filter((r) => !moved.includes(r));
+    const times = moved.map((r) => (r.acks.find((a) => a.at > killedAt && a.node !== 'n3') || { at: Infinity }).at - killedAt);
+    t.diagnostic(`passive: ${moved.length} clients of n3 acked elsewhere after ${Math.min(...times)}..${Math.max(...times)} ms; others sessions lost ${stayedProblems(spared).length}`);
+    assert.ok(moved.length >= 3);
+    for (const r of moved) assert.ok(r.ok, `client ${r.index}: ${r.error}`);
+    assert.ok(Math.max(...times) <= 5000 * h.SCALE);
+    assert.deepEqual(stayedProblems(spared), []);
   });
 });
