@@ -784,3 +784,63 @@ test('v15. no active checks: a draining node that dies is marked down by connect
     assert.deepEqual(stayedProblems(spared), []);
   });
 });
+
+// Pods n1..n3 (n3 not in DNS yet), health checks every 300 ms; resolves once n1, n2 are up.
+async function healthEnv(env, { fall = 3 } = {}) {
+  const pods = await env.startPods(['n1', 'n2', 'n3']);
+  const P = env.port;
+  const names = [1, 2, 3].map((k) => `${ip(k)}_${P}`);
+  const dns = await env.dnsmasq({ hosts: [1, 2].map((k) => `${ip(k)} io.test`) });
+  const p = await env.stickyd({
+    discover: [{ name: 'io.test', type: 'A', port: P, hold: '20s' }],
+    resolvers: { nameservers: [dns.address], interval: '200ms' },
+    extra: { health: { interval: '300ms', timeout: '250ms', rise: 2, fall, path: '/whoami' } },
+    timeouts: { connect: '1s' },
+  });
+  const up = (name) => new RegExp(` info backend up backend=${esc(name)}\\b`);
+  for (const n of names.slice(0, 2)) await p.waitForLine(up(n), 5000 * h.SCALE, `${n} up`);
+  return { pods, names, dns, p, up };
+}
+
+test('v16. a discovery change does not re-announce backends that are up (log line, health transition metric)', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    const { names, dns, p, up } = await healthEnv(env);
+    const from = p.stderr.length;
+    await dns.setHosts([1, 2, 3].map((k) => `${ip(k)} io.test`));
+    await p.waitForLine(up(names[2]), 5000 * h.SCALE, 'n3 up');
+    await dns.waitForQueries('io.test', 3, 3000 * h.SCALE); // > 1 health interval later
+    const again = p.stderr.slice(from).filter((l) => up(names[0]).test(l) || up(names[1]).test(l));
+    const m = await p.metrics();
+    const transitions = names.slice(0, 2).map((n) => m.get('stickyd_backend_health_transitions_total', { backend: n, to: 'up' }));
+    t.diagnostic(`after one discovery change: ${again.length} repeated 'backend up' lines for n1/n2; up transitions counted: ${transitions}`);
+    assert.deepEqual(again.map((l) => l.replace(/^\S+ /, '')), [], 'a discovery change re-announced backends that were up');
+    assert.deepEqual(transitions, [1, 1], 'health transitions counted again after a discovery change');
+  });
+});
+
+test('v17. a dead node still in DNS is marked down by active checks while other members come and go', { timeout: 30000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    const { pods, names, dns, p } = await healthEnv(env, { fall: 3 });
+    const from = p.stderr.length;
+    // n3 joins and leaves every ~250 ms (each a discovery change); no client traffic, so only
+    // active checks (interval 300 ms, fall 3) can mark the dead n2 down.
+    const churn = { on: true, changes: 0 };
+    const churning = (async () => {
+      for (let i = 0; churn.on && i < 40; i++) {
+        await dns.setHosts((i % 2 ? [1, 2] : [1, 2, 3]).map((k) => `${ip(k)} io.test`));
+        churn.changes++;
+        await h.pace(250);
+      }
+    })();
+    const killedAt = Date.now();
+    await pods[1].kill();
+    try {
+      await p.waitForLine(new RegExp(` warn backend down backend=${esc(names[1])}\\b`), 5000 * h.SCALE, 'n2 down while the set churns', from);
+      t.diagnostic(`n2 down ${Date.now() - killedAt} ms after it died (health interval 300 ms, fall 3), ${churn.changes} DNS changes meanwhile`);
+    } finally {
+      churn.on = false;
+      await churning;
+      t.diagnostic(`${churn.changes} DNS changes, ${count(p, / info backends discovered /, from)} discovery reloads; n2 health now: ${(await p.backends())[names[1]].health}`);
+    }
+  });
+});
