@@ -844,3 +844,21 @@ test('v17. a dead node still in DNS is marked down by active checks while other 
     }
   });
 });
+
+test('v18. AAAA records: one backend per address, named from it ([::1]:3000 -> --1_3000)', { timeout: 20000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    // No traffic: no node, no health check; only what the set and the admin API say.
+    const dns = await env.dnsmasq({ hosts: ['::1 io6.test', '127.0.0.11 io6.test'] });
+    const p = await env.stickyd({
+      discover: [{ name: 'io6.test', type: 'AAAA', port: 3000, weight: 3 }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+    });
+    await p.waitForLine(/ info backends discovered backends=1 added=1 /, 3000 * h.SCALE, 'AAAA set');
+    const b = await p.backends();
+    t.diagnostic(`AAAA: ${JSON.stringify(Object.values(b).map((x) => [x.name, x.address]))}`);
+    assert.deepEqual(Object.keys(b), ['--1_3000']);
+    assert.equal(b['--1_3000'].address, '[::1]:3000');
+    assert.equal(b['--1_3000'].weight, 3);
+    assert.deepEqual(b['--1_3000'].discovered, { name: 'io6.test', identity: '[::1]:3000', in_dns: true });
+  });
+});
