@@ -149,9 +149,21 @@ async function startDnsmasq({ hosts = [], args = [], port = 0, start = true } = 
 
   // Resolves once `n` more queries for `name` (any type unless given) have arrived.
   dns.waitForQueries = (name, n, ms, type) => {
-    const match = (q) => q.name === name.toLowerCase() && (!type || q.type === type);
-    const target = dns.queries.filter(match).length + n;
-    return h.until(async () => dns.queries.filter(match).length >= target, ms, `${n} more queries for ${name}`, 20);
+    const re = new RegExp(`query\\[${type || '\\w+'}\\] ${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} from`, 'i');
+    let left = n;
+    return h.withTimeout(
+      new Promise((resolve) => {
+        const w = (line) => {
+          if (re.test(line) && --left === 0) {
+            waiters.delete(w);
+            resolve();
+          }
+        };
+        waiters.add(w);
+      }),
+      ms,
+      `${n} more queries for ${name}`,
+    );
   };
   dns.queryCount = (name) => dns.queries.filter((q) => q.name === name.toLowerCase()).length;
 
