@@ -762,6 +762,15 @@ test('v15. no active checks: a draining node that dies is marked down by connect
       timeouts: { connect: '1s' },
     });
     await p.waitForLine(/ info backends discovered backends=3 /, 3000 * h.SCALE, 'first set');
+    // Three raw sessions on n3: after it dies, one request each gives passive_fall (3)
+    // connect failures whatever the real clients on n3 do (a websocket client whose tunnel
+    // closes re-handshakes elsewhere without ever failing a connect).
+    const doomed = [];
+    for (let i = 0; i < 15 && doomed.length < 3; i++) {
+      const hs = await h.handshake(p.port);
+      if ((await ownerOf(env, hs.sid)) === 'n3') doomed.push(hs.sid);
+    }
+    assert.equal(doomed.length, 3, 'sessions on n3');
     const firstAcks = h.counter();
     const run = clients(p.url, 15, { messages: 30, gapMin: 100, gapMax: 150, reconnect: true, onAck: (r) => r.acks.length === 1 && firstAcks.add() });
     await firstAcks.reach(15, 15000 * h.SCALE, 'every client acked once');
@@ -770,9 +779,19 @@ test('v15. no active checks: a draining node that dies is marked down by connect
     await p.waitForLine(discoLine('backend left DNS, draining', name3), 3000 * h.SCALE, 'n3 drained', from);
     const killedAt = Date.now();
     await n3.kill();
+    const statuses = [];
+    for (const sid of doomed) {
+      const res = await h.request({ port: p.port, path: h.enginePath({ EIO: '4', transport: 'polling', sid }) });
+      statuses.push(res.status);
+    }
     const down = await p.waitForLine(new RegExp(` warn backend down backend=${esc(name3)}\\b`), 10000 * h.SCALE, 'n3 down (passive)', from);
     const removed = await p.waitForLine(discoLine('backend removed', name3), 5000 * h.SCALE, 'n3 removed', from);
-    t.diagnostic(`passive: ${down.replace(/^\S+ /, '')}; removed ${Date.now() - killedAt} ms after n3 died: ${removed.replace(/^\S+ /, '')}`);
+    t.diagnostic(`passive: requests of n3's sessions after it died: ${statuses}; ${down.replace(/^\S+ /, '')}; removed ${Date.now() - killedAt} ms after n3 died: ${removed.replace(/^\S+ /, '')}`);
+    for (const sid of doomed) {
+      const res = await h.request({ port: p.port, path: h.enginePath({ EIO: '4', transport: 'polling', sid }) });
+      assert.equal(res.status, 400, `sid ${sid} of removed n3: ${res.status} ${res.body}`);
+      assert.equal(res.body, SESSION_UNKNOWN);
+    }
     const results = await run;
     const moved = results.filter((r) => r.acks.some((a) => a.node === 'n3'));
     const spared = results.filter((r) => !moved.includes(r));
