@@ -486,6 +486,8 @@ bool Server::reload(Config next, const char* event) {
         config_.backends[i].discover >= 0 && config_.health.enabled) {
       await_check.push_back(i);
       router_.set_health(static_cast<int>(i), Health::Down, now_ms());
+      if (worker_ == 0)
+        log::info("backend waits for its first health check", {{"backend", config_.backends[i].name}});
     }
   }
   std::unique_ptr<HealthChecker> previous = std::move(health_);  // stopped above

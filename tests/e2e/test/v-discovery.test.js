@@ -725,7 +725,9 @@ test('v13. with health checks, a new address that does not answer yet takes no s
     const toDead = log.filter((e) => e.backend === dead);
     t.diagnostic(`handshakes after a dead address was added: ${JSON.stringify(statuses)}; routed to it: ${toDead.length} (${toDead.map((e) => e.status)})`);
     assert.deepEqual(statuses.filter((s) => s !== 200), [], 'a client got an error because of the new address');
-    await p.waitForLine(new RegExp(` warn backend down backend=${esc(dead)}\\b`), 5000 * h.SCALE, 'dead address marked down');
+    // It starts down, waiting for its first successful check (which never comes).
+    await p.waitForLine(new RegExp(` info backend waits for its first health check backend=${esc(dead)}\\b`), 5000 * h.SCALE, 'dead address waits for a check', from);
+    assert.ok(!p.stderr.slice(from).some((l) => new RegExp(` info backend up backend=${esc(dead)}\\b`).test(l)), 'the dead address came up');
   });
 });
 
