@@ -266,7 +266,7 @@ class Server final : public AdminModel {
   // Listen addresses need a restart (a change is logged and ignored). Live sessions, pooled
   // connections and tunnels are kept.
   // false (logged) when it was refused (a TLS file went bad since --check). `event` names
-  // the log line (worker 0): a SIGHUP, or a change discovery found.
+  // the log line (worker 0), none when null (discovery logs once every worker applied it).
   bool reload(Config next, const char* event = "config reloaded");
   // Worker 0, before a SIGHUP's reload(): restarts discovery on `next`'s entries and adds the
   // backends it knows, so that a reload keeps them (they are not in the file).
@@ -344,6 +344,9 @@ class Server final : public AdminModel {
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<Discovery> discovery_;  // worker 0
   std::vector<std::string> dns_drained_;  // backends discovery put in Drain (worker 0)
+  struct ReloadCounts {
+    size_t backends = 0, added = 0, removed = 0;
+  } last_reload_;  // of the last reload applied (worker 0)
   std::unique_ptr<WriteBatch> write_batch_;  // this loop's batched writes (batch_writes)
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::shared_ptr<tls::ServerContext>> listener_tls_;  // per listen entry, or null

@@ -169,8 +169,14 @@ void Server::on_discovery_change() {
   for (const BackendConfig& b : config_.backends)
     if (!b.removed && b.discover < 0) next.backends.push_back(b);
   for (BackendConfig& b : discovery_->backends(config_)) next.backends.push_back(std::move(b));
-  if (!reload(next, "backends discovered")) return;
-  broadcast([next](Server& s) { s.reload(next, "backends discovered"); });
+  if (!reload(next, nullptr)) return;
+  // Every worker runs with the new set before it is announced (and before drains apply): a
+  // client accepted by another worker right after the line must not find the old set.
+  for (size_t k = 1; k < shared_.workers(); ++k)
+    shared_.mailboxes[k]->call([next](Server& s) { s.reload(next, nullptr); }, std::chrono::seconds(1));
+  log::info("backends discovered", {{"backends", last_reload_.backends},
+                                    {"added", last_reload_.added},
+                                    {"removed", last_reload_.removed}});
   apply_discovery_drains();
 }
 
@@ -497,9 +503,10 @@ bool Server::reload(Config next, const char* event) {
   previous.reset();
   if (worker_ != 0) return true;
   health_->start();
-  log::info(event, {{"backends", config_.backends.size() - removed},
-                                {"added", added.size()},
-                                {"removed", removed}});
+  last_reload_ = {config_.backends.size() - removed, added.size(), removed};
+  if (event)
+    log::info(event, {{"backends", last_reload_.backends}, {"added", last_reload_.added},
+                      {"removed", last_reload_.removed}});
   return true;
 }
 

@@ -155,6 +155,17 @@ function assertNoUnknown(t, stats, label) {
   return late.length;
 }
 
+// `count` raw handshakes that landed on `node` (at most `tries` handshakes made).
+async function sessionsOn(env, port, node, count, tries) {
+  const sids = [];
+  for (let i = 0; i < tries && sids.length < count; i++) {
+    const hs = await h.handshake(port);
+    if ((await ownerOf(env, hs.sid)) === node) sids.push(hs.sid);
+  }
+  assert.equal(sids.length, count, `sessions on ${node}`);
+  return sids;
+}
+
 async function ownerOf(env, sid) {
   const stats = await env.stats();
   return Object.values(stats).find((s) => s.sids.includes(sid))?.node;
@@ -240,12 +251,7 @@ test('v2. scale down: the node leaves DNS while alive (drain), its sessions fini
     });
     for (const k of [1, 2, 3]) await p.waitForLine(new RegExp(` info backend up backend=${esc(`${ip(k)}_${P}`)}\\b`), 5000 * h.SCALE, `pod ${k} up`);
     // Two raw sessions on n3, idle from now on: what stickyd answers them once n3 is removed.
-    const doomed = [];
-    for (let i = 0; i < 12 && doomed.length < 2; i++) {
-      const hs = await h.handshake(p.port);
-      if ((await ownerOf(env, hs.sid)) === 'n3') doomed.push(hs.sid);
-    }
-    assert.equal(doomed.length, 2, 'sessions on n3');
+    const doomed = await sessionsOn(env, p.port, 'n3', 2, 12);
 
     // A: short sessions that must finish normally; B: long ones (reconnection on) that will
     // still run when n3 dies.
@@ -767,12 +773,7 @@ test('v15. no active checks: a draining node that dies is marked down by connect
     // Three raw sessions on n3: after it dies, one request each gives passive_fall (3)
     // connect failures whatever the real clients on n3 do (a websocket client whose tunnel
     // closes re-handshakes elsewhere without ever failing a connect).
-    const doomed = [];
-    for (let i = 0; i < 15 && doomed.length < 3; i++) {
-      const hs = await h.handshake(p.port);
-      if ((await ownerOf(env, hs.sid)) === 'n3') doomed.push(hs.sid);
-    }
-    assert.equal(doomed.length, 3, 'sessions on n3');
+    const doomed = await sessionsOn(env, p.port, 'n3', 3, 15);
     const firstAcks = h.counter();
     const run = clients(p.url, 15, { messages: 30, gapMin: 100, gapMax: 150, reconnect: true, onAck: (r) => r.acks.length === 1 && firstAcks.add() });
     await firstAcks.reach(15, 15000 * h.SCALE, 'every client acked once');
