@@ -186,9 +186,9 @@ bool is_token(std::string_view s) {
 
 // The `cookie` package's domainValueRegExp:
 // ^([.]?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)([.][a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
-bool is_cookie_domain(std::string_view s) {
-  if (!s.empty() && s[0] == '.') s.remove_prefix(1);
-  if (s.empty()) return false;
+namespace {
+// Dot-separated labels of [A-Za-z0-9-], 1..63 bytes, not starting or ending with '-'.
+bool dns_labels(std::string_view s) {
   size_t start = 0;
   while (true) {
     size_t dot = s.find('.', start);
@@ -201,6 +201,12 @@ bool is_cookie_domain(std::string_view s) {
     if (dot == std::string_view::npos) return true;
     start = dot + 1;
   }
+}
+}  // namespace
+
+bool is_cookie_domain(std::string_view s) {
+  if (!s.empty() && s[0] == '.') s.remove_prefix(1);
+  return !s.empty() && dns_labels(s);
 }
 
 // The `cookie` package's pathValueRegExp: [\u0020-\u003A\u003D-\u007E]*
@@ -276,19 +282,7 @@ std::string ms_text(Millis d) { return std::to_string(d.count()) + "ms"; }
 // DNS host name: labels of [A-Za-z0-9-], not starting/ending with '-', total <= 253.
 bool is_dns_name(std::string_view s) {
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);
-  if (s.empty() || s.size() > 253) return false;
-  size_t start = 0;
-  while (true) {
-    size_t dot = s.find('.', start);
-    std::string_view label = s.substr(start, dot == std::string_view::npos ? s.npos : dot - start);
-    if (label.empty() || label.size() > 63) return false;
-    for (char c : label) {
-      if (!(is_alpha(c) || is_digit(c) || c == '-')) return false;
-    }
-    if (label.front() == '-' || label.back() == '-') return false;
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
-  }
+  return !s.empty() && s.size() <= 253 && dns_labels(s);
 }
 
 // "ip:port" / "[ip]:port" with an IP literal host (no name to resolve).
