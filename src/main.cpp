@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "stickyd/config.hpp"
 #include "stickyd/http_request.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
+#include "stickyd/upgrade.hpp"
 #include "stickyd/workers.hpp"
 
 #ifndef STICKYD_VERSION
@@ -24,7 +26,9 @@ namespace {
 
 void usage(FILE* out) {
   std::fputs(
-      "usage: stickyd -c FILE            run the proxy with the YAML config FILE\n"
+      "usage: stickyd -c FILE [--pid-file PATH]\n"
+      "                                  run the proxy with the YAML config FILE; PATH gets\n"
+      "                                  the pid of the serving process (SIGUSR2 upgrades it)\n"
       "       stickyd --check -c FILE    validate FILE: exit 0, or print FILE:LINE:COL: message\n"
       "                                  for each problem and exit 1\n"
       "       stickyd --version | --help\n",
@@ -34,6 +38,10 @@ void usage(FILE* out) {
 // After the listeners are bound (ports below 1024 need root), become `user:`/`group:`.
 bool drop_privileges(const stickyd::Config& cfg) {
   if (cfg.uid < 0 && cfg.gid < 0) return true;
+  // Started by an upgrade from a process that had already switched: nothing to do.
+  if ((cfg.uid < 0 || getuid() == static_cast<uid_t>(cfg.uid)) &&
+      (cfg.gid < 0 || getgid() == static_cast<gid_t>(cfg.gid)))
+    return true;
   if (geteuid() != 0) {
     stickyd::log::error("cannot switch user/group: not running as root",
                         {{"user", cfg.user}, {"group", cfg.group}});
@@ -53,11 +61,19 @@ bool drop_privileges(const stickyd::Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path;
+  std::string config_path, pid_file;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-c" || a == "--config") {
+    if (a == "--pid-file") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "stickyd: %s needs a file\n", a.c_str());
+        return 2;
+      }
+      pid_file = argv[++i];
+    } else if (a.rfind("--pid-file=", 0) == 0) {
+      pid_file = a.substr(11);
+    } else if (a == "-c" || a == "--config") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "stickyd: %s needs a file\n", a.c_str());
         return 2;
@@ -105,25 +121,45 @@ int main(int argc, char** argv) {
   stickyd::log::set_level(loaded.config->log_level);
   signal(SIGPIPE, SIG_IGN);
 
+  // SIGUSR2 starts the binary found at this path now (a package upgrade replaces the file).
+  std::string exe(4096, '\0');
+  ssize_t exe_len = readlink("/proc/self/exe", exe.data(), exe.size() - 1);
+  exe.resize(exe_len > 0 ? static_cast<size_t>(exe_len) : 0);
+  if (exe.empty()) exe = argv[0];
+  std::vector<std::string> args(argv, argv + argc);
+
+  // What the process this one replaces (SIGUSR2), or systemd, passed us.
+  stickyd::InheritedSockets inherited = stickyd::InheritedSockets::from_environment();
+  stickyd::ReceivedHandover handover = stickyd::receive_handover(loaded.config->affinity.max_sessions);
+
   uv_loop_t* loop = uv_default_loop();
   size_t backend_count = loaded.config->backends.size();
   stickyd::Workers workers(loop, std::move(*loaded.config));
+  stickyd::Upgrader upgrader(loop, workers, exe, args);
+  std::unique_ptr<stickyd::TableSync> peer;  // the process we replaced, while it drains
   struct Control {
     stickyd::Workers* workers;
+    stickyd::Upgrader* upgrader;
     std::string config_path;
-    uv_signal_t term, intr, hup;
-  } control{&workers, config_path, {}, {}, {}};
+    uv_signal_t term, intr, hup, usr2;
+    void stop_signals() {
+      for (uv_signal_t* h : {&term, &intr, &hup, &usr2})
+        if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h)))
+          uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+      signal(SIGTERM, SIG_DFL);
+      signal(SIGINT, SIG_DFL);
+    }
+    // Let in-flight requests and tunnels finish within the grace time. The signal handles go
+    // away so the loop can end; a second signal then stops the process at once.
+    void drain() {
+      workers->drain(workers->main().config().shutdown_grace);
+      stop_signals();
+    }
+  } control{&workers, &upgrader, config_path, {}, {}, {}, {}};
   auto on_stop = [](uv_signal_t* s, int signum) {
     auto* c = static_cast<Control*>(s->data);
     stickyd::log::info("stopping", {{"signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
-    // Let in-flight requests and tunnels finish within the grace time. The signal handles go
-    // away so the loop can end; a second signal then stops the process at once.
-    c->workers->drain(c->workers->main().config().shutdown_grace);
-    for (uv_signal_t* h : {&c->term, &c->intr, &c->hup})
-      if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h)))
-        uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
+    c->drain();
   };
   auto on_reload = [](uv_signal_t* s, int) {
     auto* c = static_cast<Control*>(s->data);
@@ -137,32 +173,66 @@ int main(int argc, char** argv) {
     }
     c->workers->reload(std::move(*next.config));
   };
-  for (uv_signal_t* h : {&control.term, &control.intr, &control.hup}) {
+  auto on_upgrade = [](uv_signal_t* s, int) {
+    auto* c = static_cast<Control*>(s->data);
+    stickyd::log::info("upgrade requested", {{"signal", "SIGUSR2"}});
+    c->upgrader->start();
+  };
+  upgrader.on_ready = [&control](int64_t) {
+    control.workers->main().hand_over();
+    control.drain();
+  };
+  for (uv_signal_t* h : {&control.term, &control.intr, &control.hup, &control.usr2}) {
     uv_signal_init(loop, h);
     h->data = &control;
   }
   uv_signal_start(&control.term, on_stop, SIGTERM);
   uv_signal_start(&control.intr, on_stop, SIGINT);
   uv_signal_start(&control.hup, on_reload, SIGHUP);
+  uv_signal_start(&control.usr2, on_upgrade, SIGUSR2);
 
   // Signals are watched before anything listens: a SIGHUP or SIGTERM sent as soon as the
   // "listening" line appears waits in the loop instead of killing a half-started process.
-  if (!workers.start() || !drop_privileges(workers.main().config())) {
-    for (uv_signal_t* h : {&control.term, &control.intr, &control.hup})
-      uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+  stickyd::Workers::Inherit inherit;
+  inherit.sockets = &inherited;
+  inherit.sessions = handover.fd >= 0 ? &handover.entries : nullptr;
+  bool started = workers.start(inherit) && drop_privileges(workers.main().config());
+  handover.entries = {};
+  handover.entries.shrink_to_fit();
+  if (started && !pid_file.empty()) started = stickyd::write_pid_file(pid_file);
+  if (!started) {
+    control.stop_signals();
     workers.stop();
     uv_run(loop, UV_RUN_DEFAULT);
     workers.join();
-    return 1;
+    return 1;  // an upgrading parent sees the exit and keeps serving
   }
   stickyd::log::info("started", {{"version", STICKYD_VERSION},
+                                 {"pid", static_cast<int64_t>(getpid())},
                                  {"backends", backend_count},
                                  {"workers", workers.size()},
                                  {"config", config_path}});
+  if (handover.fd >= 0) {
+    // Tell the old process we serve (it drains now), then keep sharing sessions with it
+    // until it exits.
+    peer = std::make_unique<stickyd::TableSync>(loop, workers, handover.fd,
+                                                stickyd::HandoverDecoder::Side::New);
+    peer->on_end = [](const std::string& why) {
+      stickyd::log::info("upgrade: the old process is gone", {{"why", why}});
+    };
+    peer->start();
+    std::string ready;
+    stickyd::append_handover_ready(ready, static_cast<int64_t>(getpid()));
+    peer->send(std::move(ready));
+  }
 
   uv_run(loop, UV_RUN_DEFAULT);
   workers.join();  // the other workers finish their own drain
+  if (peer) peer->close();
+  upgrader.close();
+  uv_run(loop, UV_RUN_DEFAULT);  // their close callbacks
   uv_loop_close(loop);
+  if (!pid_file.empty()) stickyd::remove_pid_file(pid_file);
   stickyd::log::info("stopped");
   return 0;
 }

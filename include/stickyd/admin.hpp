@@ -75,7 +75,12 @@ class AdminServer {
   AdminServer& operator=(const AdminServer&) = delete;
 
   // 0 or a libuv error (logged). Logs "admin listening address=127.0.0.1:PORT".
-  int start();
+  // `inherited_fd` >= 0: listen on that socket (an upgrade passed it) instead of binding.
+  int start(int inherited_fd = -1);
+  int listener_fd() const;  // -1 when not listening
+  // Closes the listener only (the connections finish): the process that took over serves
+  // the admin API from now on.
+  void stop_listening();
   std::string bound_address() const;  // "" before start()
   // Closes the listener and every connection (idempotent). The handles are released on
   // the next loop iterations.

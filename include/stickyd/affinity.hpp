@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,30 @@ class AffinityTable {
             evicted_.load(std::memory_order_relaxed)};
   }
   size_t shard_count() const { return shards_.size(); }
+
+  // Sessions learnt or forgotten, reported from the worker thread that did it: a process
+  // hand-over (handover.hpp) streams them to the other process while both serve.
+  class Observer {
+   public:
+    virtual ~Observer() = default;
+    virtual void learnt(std::string_view sid, uint16_t backend, int64_t idle_ms) = 0;
+    virtual void forgotten(std::string_view sid) = 0;
+  };
+  void set_observer(Observer* o) { observer_.store(o, std::memory_order_release); }
+  // While one exists on a thread, its learn/forget calls are not reported (applying what the
+  // other process reported must not echo back to it).
+  class Quiet {
+   public:
+    Quiet();
+    ~Quiet();
+    Quiet(const Quiet&) = delete;
+    Quiet& operator=(const Quiet&) = delete;
+  };
+  // Visits every live entry under its shard's lock: sid, backend, ms left before it expires
+  // (a pinned entry: its whole idle time), pinned. `fn` must not call back into the table.
+  using Visitor = std::function<void(std::string_view sid, uint16_t backend, int64_t ttl_ms,
+                                     bool pinned)>;
+  void for_each(const Visitor& fn, int64_t now_ms) const;
   // Heap bytes one entry costs at a typical load (slot + index words), for docs and metrics.
   static size_t bytes_per_entry(size_t sid_length);
 
@@ -88,6 +113,9 @@ class AffinityTable {
   std::unique_ptr<std::atomic<uint32_t>[]> per_backend_;
   size_t next_expire_shard_ = 0;  // expire() round-robins its budget over the shards
   std::mutex expire_mutex_;
+  std::atomic<Observer*> observer_{nullptr};
+  void report_learnt(std::string_view sid, uint16_t backend, int64_t idle_ms);
+  void report_forgotten(std::string_view sid);
 };
 
 }  // namespace stickyd

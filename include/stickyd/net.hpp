@@ -166,6 +166,10 @@ class Listener {
   // Before a SO_REUSEPORT group binds `addr`: fails (libuv error code) when anything holds it
   // already; a port 0 is replaced by a free one, which the group then shares.
   static int claim(SocketAddress& addr);
+  // Listens on a dup() of `fd`, an already bound (and maybe listening) socket passed by the
+  // process this one replaces or by systemd. 0 or a libuv error code.
+  int adopt(int fd);
+  int fd() const;  // the listening socket, -1 once closed
   std::string bound_address() const;   // "127.0.0.1:40123" (real port when 0 was asked)
   uv_stream_t* stream() const { return reinterpret_cast<uv_stream_t*>(handle_); }
   void close();

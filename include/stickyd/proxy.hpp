@@ -254,13 +254,21 @@ class Server final : public AdminModel {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
+  // Before start(): sockets to adopt instead of binding, per listen entry per worker (an
+  // upgrade or systemd passed them), and the admin one (worker 0; -1: bind).
+  void inherit(const std::vector<std::vector<std::vector<int>>>& per_listen, int admin_fd);
   bool start();  // binds every listener (and the admin one); false (logged) when one fails
+  // (listen entry, fd) of every listening socket, and the admin one (-1: none): for SIGUSR2.
+  std::vector<std::pair<size_t, int>> listening_fds() const;
+  int admin_fd() const;
   // "listening" lines: Workers logs them once every worker accepts (readiness for scripts).
   void log_listening() const;
   void stop();   // closes listeners and every connection now
   // SIGTERM: stop accepting, close idle connections, let in-flight requests and tunnels run
   // for up to `grace`, then stop(). `on_done` runs when everything is closed.
   void drain(Millis grace);
+  // Worker 0, once a new process serves (SIGUSR2): it answers the admin API from now on.
+  void hand_over();
   // SIGHUP: applies a validated config in place. Backends are matched by name and keep their
   // index; new ones are appended; removed ones stop getting traffic and lose their sessions.
   // Listen addresses need a restart (a change is logged and ignored). Live sessions, pooled
@@ -321,7 +329,7 @@ class Server final : public AdminModel {
   void broadcast(std::function<void(Server&)> task);  // to every other worker
   void apply_batch_writes();  // creates or closes write_batch_ as config_.batch_writes says
 
-  void on_connection(size_t listener);
+  void on_connection(size_t listen_index, uv_stream_t* listener);
   bool build_tls_contexts(const Config& cfg);  // false (logged) when a file went bad since --check
   void on_health(int backend, Health h, const std::string& reason);
   // Worker 0: discovery's set changed; every worker runs with static + discovered backends,
@@ -349,6 +357,9 @@ class Server final : public AdminModel {
   } last_reload_;  // of the last reload applied (worker 0)
   std::unique_ptr<WriteBatch> write_batch_;  // this loop's batched writes (batch_writes)
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<size_t> listener_entry_;  // listen entry of each listener (several when inherited)
+  std::vector<std::vector<int>> inherited_;  // per listen entry: sockets to adopt
+  int inherited_admin_ = -1;
   std::vector<std::shared_ptr<tls::ServerContext>> listener_tls_;  // per listen entry, or null
   std::vector<std::shared_ptr<tls::ClientContext>> backend_tls_;   // per backend, or null
   uv_timer_t ticket_timer_;

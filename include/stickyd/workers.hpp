@@ -31,6 +31,8 @@
 namespace stickyd {
 
 class Server;
+class InheritedSockets;
+struct HandoverRecord;
 namespace tls {
 class ServerContext;
 class ClientContext;
@@ -92,10 +94,25 @@ class Workers {
   Workers(const Workers&) = delete;
   Workers& operator=(const Workers&) = delete;
 
-  // Binds every listener in every worker; false (logged, everything stopped) on a failure.
+  // What a process replacing another one starts with (upgrade.hpp).
+  struct Inherit {
+    InheritedSockets* sockets = nullptr;  // listening sockets to adopt instead of binding
+    const std::vector<HandoverRecord>* sessions = nullptr;  // the old process's table
+  };
+  // Binds (or adopts) every listener in every worker; false (logged, everything stopped) on
+  // a failure.
+  bool start(const Inherit& inherit);
   bool start();
   Server& main() { return *main_; }
   size_t size() const { return shared_->workers(); }
+  AffinityTable& table() { return shared_->table; }
+
+  // Every listening socket of every worker, by label (upgrade.hpp), for SIGUSR2.
+  struct Sockets {
+    std::string label;
+    std::vector<int> fds;
+  };
+  std::vector<Sockets> listening_sockets();
 
   void drain(Millis grace);   // SIGTERM/SIGINT, every worker
   void reload(Config next);   // SIGHUP: worker 0 first (it builds the TLS contexts), then the others
@@ -105,12 +122,16 @@ class Workers {
 
  private:
   void run_worker(size_t index, Config cfg, std::promise<bool>* started);
+  void import_sessions(const std::vector<HandoverRecord>& sessions);
 
   uv_loop_t* main_loop_;
   Config config_;  // as started (listen ports resolved)
   std::unique_ptr<SharedState> shared_;
   std::unique_ptr<Server> main_;
   std::vector<std::thread> threads_;
+  // Inherited listening sockets, per listen entry, per worker (empty: bind).
+  std::vector<std::vector<std::vector<int>>> adopt_;
+  int admin_fd_ = -1;
 };
 
 }  // namespace stickyd

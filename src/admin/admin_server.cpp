@@ -910,11 +910,11 @@ AdminServer::~AdminServer() {
   conns_.clear();
 }
 
-int AdminServer::start() {
+int AdminServer::start(int inherited_fd) {
   if (stopped_ || listener_) return UV_EINVAL;
   listener_ = std::make_unique<Listener>(loop_, cfg_.listen,
                                          [this](uv_stream_t* s) { on_connection(s); });
-  int r = listener_->start();
+  int r = inherited_fd >= 0 ? listener_->adopt(inherited_fd) : listener_->start();
   if (r != 0) {
     log::error("admin cannot listen", {{"address", cfg_.listen.text}, {"error", uv_strerror(r)}});
     listener_.reset();
@@ -922,6 +922,12 @@ int AdminServer::start() {
   }
   log::info("admin listening", {{"address", listener_->bound_address()}});
   return 0;
+}
+
+int AdminServer::listener_fd() const { return listener_ ? listener_->fd() : -1; }
+
+void AdminServer::stop_listening() {
+  if (listener_) listener_->close();
 }
 
 std::string AdminServer::bound_address() const {

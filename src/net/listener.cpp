@@ -1,4 +1,5 @@
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -85,6 +86,23 @@ int Listener::start(bool reuseport) {
   }
   if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 1024, connection_cb);
   return r;
+}
+
+int Listener::adopt(int fd) {
+  int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return -errno;
+  int r = uv_tcp_open(handle_, own);
+  if (r != 0) {
+    ::close(own);
+    return r;
+  }
+  return uv_listen(reinterpret_cast<uv_stream_t*>(handle_), 1024, connection_cb);
+}
+
+int Listener::fd() const {
+  uv_os_fd_t fd = -1;
+  if (!open_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(handle_), &fd) != 0) return -1;
+  return fd;
 }
 
 int Listener::claim(SocketAddress& addr) {

@@ -110,21 +110,35 @@ void Server::ticket_cb(uv_timer_t* t) {
     if (c) c->rotate_ticket_keys();
 }
 
+void Server::inherit(const std::vector<std::vector<std::vector<int>>>& per_listen, int admin_fd) {
+  inherited_.assign(config_.listen.size(), {});
+  for (size_t i = 0; i < per_listen.size() && i < inherited_.size(); ++i)
+    if (worker_ < per_listen[i].size()) inherited_[i] = per_listen[i][worker_];
+  inherited_admin_ = admin_fd;
+}
+
 bool Server::start() {
   if (!build_tls_contexts(config_)) return false;
   apply_batch_writes();
+  inherited_.resize(config_.listen.size());
   for (size_t i = 0; i < config_.listen.size(); ++i) {
     const SocketAddress& a = config_.listen[i].address;
-    auto l = std::make_unique<Listener>(loop_, a, [this, i](uv_stream_t* s) {
-      (void)s;
-      on_connection(i);
-    });
-    int r = l->start(shared_.workers() > 1);
-    if (r != 0) {
-      log::error("cannot listen", {{"address", a.text}, {"error", uv_strerror(r)}});
-      return false;
+    auto listener = [this, i, &a] {
+      return std::make_unique<Listener>(loop_, a, [this, i](uv_stream_t* s) { on_connection(i, s); });
+    };
+    std::vector<int> adopt = inherited_[i];
+    if (adopt.empty()) adopt.push_back(-1);  // -1: bind one
+    for (int fd : adopt) {
+      auto l = listener();
+      int r = fd >= 0 ? l->adopt(fd) : l->start(shared_.workers() > 1);
+      if (r != 0) {
+        log::error(fd >= 0 ? "cannot listen on an inherited socket" : "cannot listen",
+                   {{"address", a.text}, {"error", uv_strerror(r)}});
+        return false;
+      }
+      listeners_.push_back(std::move(l));
+      listener_entry_.push_back(i);
     }
-    listeners_.push_back(std::move(l));
   }
   Millis rotation{0};
   for (const ListenConfig& lc : config_.listen)
@@ -137,7 +151,7 @@ bool Server::start() {
                    static_cast<uint64_t>(rotation.count()));
   if (config_.admin.enabled) {
     admin_ = std::make_unique<AdminServer>(loop_, config_.admin, *this);
-    int r = admin_->start();
+    int r = admin_->start(inherited_admin_);
     if (r != 0) {
       log::error("cannot listen (admin)",
                  {{"address", config_.admin.listen.text}, {"error", uv_strerror(r)}});
@@ -218,10 +232,14 @@ void Server::expire_discovered() {
 }
 
 void Server::log_listening() const {
-  for (size_t i = 0; i < listeners_.size(); ++i)
-    log::info("listening", {{"address", listeners_[i]->bound_address()},
+  for (size_t k = 0; k < listeners_.size(); ++k) {
+    size_t i = listener_entry_[k];
+    if (k > 0 && listener_entry_[k - 1] == i) continue;  // one line per listen entry
+    log::info("listening", {{"address", listeners_[k]->bound_address()},
                             {"tls", config_.listen[i].tls ? "yes" : "no"},
-                            {"workers", shared_.workers()}});
+                            {"workers", shared_.workers()},
+                            {"inherited", inherited_[i].empty() ? "no" : "yes"}});
+  }
 }
 
 void Server::sweep_cb(uv_timer_t* t) {
@@ -299,6 +317,10 @@ void Server::drain(Millis grace) {
   maybe_finish_drain();
 }
 
+void Server::hand_over() {
+  if (admin_) admin_->stop_listening();
+}
+
 void Server::grace_cb(uv_timer_t* t) {
   auto* self = static_cast<Server*>(t->data);
   log::warn("grace time over: closing what is left",
@@ -336,7 +358,16 @@ void Server::release_ip(const std::string& ip) {
   if (it != shared_.per_ip.end() && --it->second == 0) shared_.per_ip.erase(it);
 }
 
-void Server::on_connection(size_t index) {
+std::vector<std::pair<size_t, int>> Server::listening_fds() const {
+  std::vector<std::pair<size_t, int>> out;
+  for (size_t k = 0; k < listeners_.size(); ++k)
+    if (int fd = listeners_[k]->fd(); fd >= 0) out.emplace_back(listener_entry_[k], fd);
+  return out;
+}
+
+int Server::admin_fd() const { return admin_ ? admin_->listener_fd() : -1; }
+
+void Server::on_connection(size_t index, uv_stream_t* listener) {
   const ListenConfig& lc = config_.listen[index];
   bool secure_cookies = lc.tls && lc.tls->secure_cookies;
   Millis handshake_timeout = lc.tls ? lc.tls->handshake_timeout : Millis(0);
@@ -346,7 +377,7 @@ void Server::on_connection(size_t index) {
   clients_.emplace(c, std::move(conn));
   size_t open = shared_.clients.fetch_add(1, std::memory_order_relaxed) + 1;
   metrics_.client_opened();
-  if (uv_accept(listeners_[index]->stream(), c->stream()) != 0) {
+  if (uv_accept(listener, c->stream()) != 0) {
     c->close();
     return;
   }

@@ -6,6 +6,7 @@
 
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
+#include "stickyd/upgrade.hpp"
 
 namespace stickyd {
 
@@ -103,12 +104,33 @@ Workers::~Workers() {
   join();
 }
 
-bool Workers::start() {
+bool Workers::start() { return start(Inherit()); }
+
+bool Workers::start(const Inherit& inherit) {
   size_t n = shared_->workers();
+  adopt_.assign(config_.listen.size(), std::vector<std::vector<int>>(n));
+  if (inherit.sockets) {
+    for (size_t i = 0; i < config_.listen.size(); ++i) {
+      const ListenConfig& lc = config_.listen[i];
+      std::vector<int> fds = inherit.sockets->take(listen_label(lc.text()), lc.address);
+      // Worker k serves the sockets j with j % n == k (the old process's SO_REUSEPORT group
+      // keeps its spread when the worker count is the same); a worker left without one
+      // shares one (several loops may accept on one socket).
+      for (size_t j = 0; j < fds.size(); ++j) adopt_[i][j % n].push_back(fds[j]);
+      for (size_t k = fds.size(); k < n && !fds.empty(); ++k) adopt_[i][k].push_back(fds[k % fds.size()]);
+    }
+    if (config_.admin.enabled) {
+      std::vector<int> fds = inherit.sockets->take(admin_label(config_.admin.listen.text),
+                                                   config_.admin.listen);
+      if (!fds.empty()) admin_fd_ = fds.front();
+    }
+  }
   if (n > 1) {
     // Every worker binds the same address with SO_REUSEPORT; first make sure nothing else
     // holds it, and turn a port 0 into one port that all of them share.
-    for (ListenConfig& lc : config_.listen) {
+    for (size_t i = 0; i < config_.listen.size(); ++i) {
+      ListenConfig& lc = config_.listen[i];
+      if (!adopt_[i][0].empty()) continue;  // inherited: held by us already
       int r = Listener::claim(lc.address);
       if (r != 0) {
         log::error("cannot listen", {{"address", lc.address.text}, {"error", uv_strerror(r)}});
@@ -117,15 +139,67 @@ bool Workers::start() {
     }
   }
   main_ = std::make_unique<Server>(main_loop_, config_, *shared_, 0);
-  if (!main_->start()) return false;
-  for (size_t k = 1; k < n; ++k) {
+  // Before anything accepts: a request of a handed-over session must find it.
+  if (inherit.sessions) import_sessions(*inherit.sessions);
+  main_->inherit(adopt_, admin_fd_);
+  bool ok = main_->start();
+  for (size_t k = 1; ok && k < n; ++k) {
     std::promise<bool> started;
-    std::future<bool> ok = started.get_future();
+    std::future<bool> done = started.get_future();
     threads_.emplace_back(&Workers::run_worker, this, k, config_, &started);
-    if (!ok.get()) return false;
+    ok = done.get();
   }
+  // Every worker has its own dup() of the inherited sockets (or failed): the originals go.
+  if (inherit.sockets) inherit.sockets->close_all();
+  if (!ok) return false;
   main_->log_listening();
   return true;
+}
+
+void Workers::import_sessions(const std::vector<HandoverRecord>& sessions) {
+  size_t imported = 0, unknown = 0;
+  int64_t now = main_->now_ms();
+  AffinityTable::Quiet quiet;
+  for (const HandoverRecord& r : sessions) {
+    int b = main_->router().find_backend(r.backend);
+    if (b < 0 || main_->router().backend(b).config.removed) {
+      ++unknown;
+      continue;
+    }
+    shared_->table.learn(r.sid, static_cast<uint16_t>(b), r.ttl_ms, now);
+    ++imported;
+  }
+  log::info("upgrade: sessions taken over", {{"sessions", imported}, {"unknown_backend", unknown}});
+}
+
+std::vector<Workers::Sockets> Workers::listening_sockets() {
+  std::vector<Sockets> out;
+  for (const ListenConfig& lc : config_.listen) out.push_back({listen_label(lc.text()), {}});
+  auto add = [&out](Server& s) {
+    for (auto [index, fd] : s.listening_fds())
+      if (index < out.size()) out[index].fds.push_back(fd);
+  };
+  add(*main_);
+  for (size_t k = 1; k < shared_->workers(); ++k) {
+    // Shared: a worker that answers after the timeout still finds it alive.
+    struct Answer {
+      std::mutex mu;
+      std::vector<std::pair<size_t, int>> fds;
+    };
+    auto a = std::make_shared<Answer>();
+    shared_->mailboxes[k]->call(
+        [a](Server& s) {
+          std::lock_guard lock(a->mu);
+          a->fds = s.listening_fds();
+        },
+        std::chrono::seconds(1));
+    std::lock_guard lock(a->mu);
+    for (auto [index, fd] : a->fds)
+      if (index < out.size()) out[index].fds.push_back(fd);
+  }
+  std::erase_if(out, [](const Sockets& s) { return s.fds.empty(); });
+  if (int fd = main_->admin_fd(); fd >= 0) out.push_back({admin_label(config_.admin.listen.text), {fd}});
+  return out;
 }
 
 void Workers::run_worker(size_t index, Config cfg, std::promise<bool>* started) {
@@ -133,6 +207,7 @@ void Workers::run_worker(size_t index, Config cfg, std::promise<bool>* started) 
   uv_loop_init(&loop);
   {
     Server server(&loop, std::move(cfg), *shared_, index);
+    server.inherit(adopt_, -1);
     bool ok = server.start();
     if (!ok) server.stop();
     started->set_value(ok);  // `started` is gone once the main thread has read it

@@ -149,6 +149,16 @@ class AffinityTable::Shard {
     return n;
   }
 
+  void for_each(const AffinityTable::Visitor& fn, int64_t now_ms) {
+    for (uint32_t s = 0; s < slots_used_; ++s) {
+      Slot& e = at(s);
+      if (e.len == 0) continue;
+      bool pinned = e.pins > 0;
+      int64_t ttl = pinned ? e.idle_ms : e.expires_at - now_ms;
+      if (ttl > 0) fn(key_of(s), e.backend, ttl, pinned);
+    }
+  }
+
   size_t forget_backend(uint16_t backend) {
     size_t n = 0;
     for (uint32_t s = 0; s < slots_used_; ++s) {
@@ -338,8 +348,35 @@ void AffinityTable::learn(std::string_view sid, uint16_t backend, int64_t idle_m
   if (sid.empty()) return;
   uint64_t h = hash_of(sid);
   Shard& s = shard_for(h);
-  std::lock_guard lock(s.mu);
-  s.learn(h, sid, backend, idle_ms, now_ms);
+  {
+    std::lock_guard lock(s.mu);
+    s.learn(h, sid, backend, idle_ms, now_ms);
+  }
+  report_learnt(sid, backend, idle_ms);
+}
+
+namespace {
+thread_local int quiet_depth = 0;
+}
+
+AffinityTable::Quiet::Quiet() { ++quiet_depth; }
+AffinityTable::Quiet::~Quiet() { --quiet_depth; }
+
+void AffinityTable::report_learnt(std::string_view sid, uint16_t backend, int64_t idle_ms) {
+  Observer* o = observer_.load(std::memory_order_acquire);
+  if (o && quiet_depth == 0) o->learnt(sid, backend, idle_ms);
+}
+
+void AffinityTable::report_forgotten(std::string_view sid) {
+  Observer* o = observer_.load(std::memory_order_acquire);
+  if (o && quiet_depth == 0) o->forgotten(sid);
+}
+
+void AffinityTable::for_each(const Visitor& fn, int64_t now_ms) const {
+  for (const auto& s : shards_) {
+    std::lock_guard lock(s->mu);
+    s->for_each(fn, now_ms);
+  }
 }
 
 std::optional<uint16_t> AffinityTable::touch(std::string_view sid, int64_t now_ms) {
@@ -366,8 +403,11 @@ void AffinityTable::unpin(std::string_view sid, int64_t now_ms) {
 void AffinityTable::forget(std::string_view sid) {
   uint64_t h = hash_of(sid);
   Shard& s = shard_for(h);
-  std::lock_guard lock(s.mu);
-  s.forget(h, sid);
+  {
+    std::lock_guard lock(s.mu);
+    s.forget(h, sid);
+  }
+  report_forgotten(sid);
 }
 
 size_t AffinityTable::expire(int64_t now_ms, size_t budget) {
