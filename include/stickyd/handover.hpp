@@ -64,7 +64,9 @@ class HandoverDecoder {
   // `max_entries`: the largest snapshot accepted (the new table's max_sessions).
   HandoverDecoder(Side side, size_t max_entries) : side_(side), max_entries_(max_entries) {}
 
-  void feed(std::string_view bytes) { buf_.append(bytes); }
+  void feed(std::string_view bytes) {
+    if (phase_ != Phase::Failed) buf_.append(bytes);
+  }
   // The next record (Record), or NeedMore, or Error (see error()).
   Status next(HandoverRecord& out);
   const std::string& error() const { return error_; }

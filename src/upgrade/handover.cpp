@@ -143,6 +143,11 @@ HandoverDecoder::Status HandoverDecoder::next(HandoverRecord& out) {
 }
 
 HandoverDecoder::Status HandoverDecoder::parse(std::string_view line, HandoverRecord& out) {
+  // A reused record keeps only its buffers: no field of the previous one may leak through.
+  out.sid.clear();
+  out.backend.clear();
+  out.ttl_ms = 0;
+  out.pid = 0;
   std::vector<std::string_view> f;
   if (!split(line, f, 4)) return fail("malformed record");
   uint64_t v = 0;
