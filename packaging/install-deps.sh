@@ -12,8 +12,9 @@ packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev
 # The test suite also builds the libFuzzer targets with clang; dnsmasq is the real DNS server
 # of the discovery tests; haproxy (2.6) is the side-by-side column of the request-smuggling
 # e2e test and tests/bench/smuggling-compare.js (the package's default config listens on no
-# port).
-test_packages=(clang libclang-rt-14-dev haproxy dnsmasq-base)
+# port); systemd brings systemd-socket-activate, which passes stickyd a listening socket
+# the way a socket unit does (LISTEN_FDS).
+test_packages=(clang libclang-rt-14-dev haproxy dnsmasq-base systemd)
 with_tests=0
 for a in "$@"; do
   case "$a" in

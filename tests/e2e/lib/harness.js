@@ -376,7 +376,7 @@ const LISTENING_RE = /^\S+ info listening\b.*\baddress=127\.0\.0\.1:(\d+)\b/;
 const ADMIN_LISTENING_RE = /^\S+ info admin listening\b.*\baddress=127\.0\.0\.1:(\d+)\b/;
 
 // `env`: extra environment variables for the stickyd process (e.g. a fault-injection LD_PRELOAD).
-async function startStickyd({ backends, cookie = false, timeouts, extra = {}, listenPort = 0, label = 'stickyd', env } = {}) {
+async function startStickyd({ backends, cookie = false, timeouts, extra = {}, listenPort = 0, label = 'stickyd', env, args = [] } = {}) {
   if (!fs.existsSync(STICKYD_BIN)) {
     throw new Error(`stickyd binary not found at ${STICKYD_BIN} (build it with 'meson compile -C build' or set STICKYD_BIN)`);
   }
@@ -385,7 +385,7 @@ async function startStickyd({ backends, cookie = false, timeouts, extra = {}, li
   const configText = stickydConfig({ backends, cookie, timeouts, extra, listenPort });
   fs.writeFileSync(configFile, configText);
   const child = trackChild(
-    spawn(STICKYD_BIN, ['-c', configFile], {
+    spawn(STICKYD_BIN, ['-c', configFile, ...args.map((a) => a.replace('{dir}', dir))], {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: env ? { ...process.env, ...env } : process.env,
