@@ -279,6 +279,8 @@ class Server final : public AdminModel {
   // Worker 0, before a SIGHUP's reload(): restarts discovery on `next`'s entries and adds the
   // backends it knows, so that a reload keeps them (they are not in the file).
   void add_discovered(Config& next);
+  // Worker 0: runs after discovery changed the backend set on every worker.
+  std::function<void()> on_backends_changed;
 
   size_t worker() const { return worker_; }
   // Applied on every worker: worker 0 decides (checks, admin API) and tells the others.

@@ -114,6 +114,12 @@ class Workers {
   };
   std::vector<Sockets> listening_sockets();
 
+  // Main loop: a session handed over by the other process (upgrade.hpp) is learnt now when
+  // its backend is known, else kept until discovery finds that backend (its time left still
+  // running): discovered backends are not in the file, so the new process knows them only
+  // once its first DNS answers arrive. False when it was dropped (no room).
+  bool learn_handed_over(const HandoverRecord& r);
+
   void drain(Millis grace);   // SIGTERM/SIGINT, every worker
   void reload(Config next);   // SIGHUP: worker 0 first (it builds the TLS contexts), then the others
   void stop();
@@ -123,6 +129,13 @@ class Workers {
  private:
   void run_worker(size_t index, Config cfg, std::promise<bool>* started);
   void import_sessions(const std::vector<HandoverRecord>& sessions);
+  void retry_handed_over();  // discovery changed the backend set
+
+  struct WaitingSession {
+    std::string sid, backend;
+    int64_t expires_at;
+  };
+  std::vector<WaitingSession> waiting_;  // handed-over sessions of backends not known yet
 
   uv_loop_t* main_loop_;
   Config config_;  // as started (listen ports resolved)

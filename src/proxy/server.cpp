@@ -192,6 +192,7 @@ void Server::on_discovery_change() {
                                     {"added", last_reload_.added},
                                     {"removed", last_reload_.removed}});
   apply_discovery_drains();
+  if (on_backends_changed) on_backends_changed();
 }
 
 void Server::apply_discovery_drains() {

@@ -139,6 +139,8 @@ bool Workers::start(const Inherit& inherit) {
     }
   }
   main_ = std::make_unique<Server>(main_loop_, config_, *shared_, 0);
+  // Handed-over sessions of discovered backends wait for discovery to find them.
+  main_->on_backends_changed = [this] { retry_handed_over(); };
   // Before anything accepts: a request of a handed-over session must find it.
   if (inherit.sessions) import_sessions(*inherit.sessions);
   main_->inherit(adopt_, admin_fd_);
@@ -157,19 +159,44 @@ bool Workers::start(const Inherit& inherit) {
 }
 
 void Workers::import_sessions(const std::vector<HandoverRecord>& sessions) {
-  size_t imported = 0, unknown = 0;
-  int64_t now = main_->now_ms();
-  AffinityTable::Quiet quiet;
+  size_t before = waiting_.size();
+  size_t imported = 0, dropped = 0;
   for (const HandoverRecord& r : sessions) {
-    int b = main_->router().find_backend(r.backend);
-    if (b < 0 || main_->router().backend(b).config.removed) {
-      ++unknown;
-      continue;
-    }
-    shared_->table.learn(r.sid, static_cast<uint16_t>(b), r.ttl_ms, now);
-    ++imported;
+    if (!learn_handed_over(r)) ++dropped;
+    else ++imported;
   }
-  log::info("upgrade: sessions taken over", {{"sessions", imported}, {"unknown_backend", unknown}});
+  log::info("upgrade: sessions taken over", {{"sessions", imported - (waiting_.size() - before)},
+                                             {"waiting_for_discovery", waiting_.size() - before},
+                                             {"dropped", dropped}});
+}
+
+bool Workers::learn_handed_over(const HandoverRecord& r) {
+  int64_t now = main_->now_ms();
+  int b = main_->router().find_backend(r.backend);
+  if (b >= 0 && !main_->router().backend(b).config.removed) {
+    AffinityTable::Quiet quiet;  // the other process knows it already
+    shared_->table.learn(r.sid, static_cast<uint16_t>(b), r.ttl_ms, now);
+    return true;
+  }
+  if (config_.discover.empty() || waiting_.size() >= config_.affinity.max_sessions) return false;
+  waiting_.push_back({r.sid, r.backend, now + r.ttl_ms});
+  return true;
+}
+
+void Workers::retry_handed_over() {
+  if (waiting_.empty()) return;
+  int64_t now = main_->now_ms();
+  size_t learnt = 0;
+  AffinityTable::Quiet quiet;
+  std::erase_if(waiting_, [&](const WaitingSession& w) {
+    if (w.expires_at <= now) return true;
+    int b = main_->router().find_backend(w.backend);
+    if (b < 0 || main_->router().backend(b).config.removed) return false;
+    shared_->table.learn(w.sid, static_cast<uint16_t>(b), w.expires_at - now, now);
+    ++learnt;
+    return true;
+  });
+  if (learnt) log::info("upgrade: sessions of discovered backends taken over", {{"sessions", learnt}, {"still_waiting", waiting_.size()}});
 }
 
 std::vector<Workers::Sockets> Workers::listening_sockets() {

@@ -171,7 +171,6 @@ void TableSync::start() {
 void TableSync::on_bytes(const char* data, size_t n) {
   decoder_.feed(std::string_view(data, n));
   HandoverRecord r;
-  Server& main = workers_.main();
   AffinityTable::Quiet quiet;  // what the peer learnt is not sent back to it
   for (;;) {
     HandoverDecoder::Status st = decoder_.next(r);
@@ -184,11 +183,9 @@ void TableSync::on_bytes(const char* data, size_t n) {
       case HandoverRecord::Kind::Ready:
         if (on_ready) on_ready(r.pid);
         break;
-      case HandoverRecord::Kind::Learn: {
-        int b = main.router().find_backend(r.backend);
-        if (b >= 0) workers_.table().learn(r.sid, static_cast<uint16_t>(b), r.ttl_ms, main.now_ms());
+      case HandoverRecord::Kind::Learn:
+        workers_.learn_handed_over(r);
         break;
-      }
       case HandoverRecord::Kind::Forget:
         workers_.table().forget(r.sid);
         break;

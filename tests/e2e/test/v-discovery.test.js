@@ -884,3 +884,39 @@ test('v18. AAAA records: one backend per address, named from it ([::1]:3000 -> -
     assert.deepEqual(b['--1_3000'].discovered, { name: 'io6.test', identity: '[::1]:3000', in_dns: true });
   });
 });
+
+test('v19. SIGUSR2 with discovered backends: the new process learns the old table before DNS answers it, and routes those sessions once discovery finds their nodes', { timeout: 60000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    await env.startPods(['n1', 'n2']);
+    const P = env.port;
+    const dns = await env.dnsmasq({ hosts: [`${ip(1)} io.test`, `${ip(2)} io.test`] });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P }],
+      resolvers: { nameservers: [dns.address], interval: '500ms' },
+      timeouts: { shutdown_grace: '5s' },
+    });
+    await p.waitForLine(/ info backends discovered backends=2 /, 3000 * h.SCALE, 'first set');
+    const sessions = [];
+    for (let i = 0; i < 8; i++) {
+      const hs = await h.handshake(p.port);
+      const raw = new h.RawSession(p.port, hs.sid);
+      await raw.connectNamespace();
+      sessions.push({ raw, owner: await ownerOf(env, hs.sid) });
+    }
+    assert.equal(new Set(sessions.map((s) => s.owner)).size, 2, 'sessions on both pods');
+    const from = p.stderr.length;
+    p.child.kill('SIGUSR2');
+    const started = await p.waitForLine(/ info started .*\bpid=(\d+)/, 10000, 'new process', from);
+    const newPid = Number(/\bpid=(\d+)/.exec(started)[1]);
+    try {
+      const taken = await p.waitForLine(/upgrade: sessions taken over/, 5000, 'import', from);
+      assert.match(taken, /sessions=0 waiting_for_discovery=8 dropped=0/);
+      await p.waitForLine(/upgrade: sessions of discovered backends taken over sessions=8 still_waiting=0/, 5000, 'discovered', from);
+      await h.withTimeout(p.child.exited, 10000, 'old process exit');
+      for (const { raw, owner } of sessions) assert.equal((await raw.echo({ after: 'upgrade' })).node, owner, raw.sid);
+    } finally {
+      process.kill(newPid, 'SIGTERM');
+      if (!p.child.stderr.readableEnded) await h.once(p.child.stderr, 'end', 10000, 'new process exit');
+    }
+  });
+});

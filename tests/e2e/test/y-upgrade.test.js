@@ -228,9 +228,9 @@ test('y3. the new process imports a hand-over, says ready, shares what it learns
     const port2 = Number(n2.address.split(':').pop());
     const direct = await h.handshake(port2);
     const s = await startWithHandover(env, (w) => {
-      w.write(`stickyd-affinity 1 2\ne ${direct.sid} n2 60000\ne other n1 60000\nend\n`);
+      w.write(`stickyd-affinity 1 3\ne ${direct.sid} n2 60000\ne other n1 60000\ne third gone 60000\nend\n`);
     });
-    assert.ok(s.stderr.some((l) => /upgrade: sessions taken over sessions=2 unknown_backend=0/.test(l)), s.stderr.join('\n'));
+    assert.ok(s.stderr.some((l) => /upgrade: sessions taken over sessions=2 waiting_for_discovery=0 dropped=1/.test(l)), s.stderr.join('\n'));
     await h.until(() => s.fromProxy.some((l) => l === `ready ${s.child.pid}`), 5000, 'ready on the hand-over socket');
     const raw = new h.RawSession(s.port, direct.sid);
     await raw.connectNamespace();
