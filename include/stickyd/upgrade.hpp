@@ -82,6 +82,8 @@ class TableSync final : public AffinityTable::Observer {
   void start();               // reports learn/forget from now on, reads the peer
   void send(std::string bytes);  // raw bytes (snapshot, `ready`)
   void close();               // stops reporting and closes the socket
+  // While held, reported sessions are queued, not sent (the snapshot must go first).
+  void hold(bool on);
   bool open() const { return pipe_ != nullptr; }
 
   // AffinityTable::Observer (any worker thread)
@@ -108,6 +110,7 @@ class TableSync final : public AffinityTable::Observer {
   std::vector<Pending> pending_;
   bool overflowed_ = false;
   bool closed_ = false;
+  bool held_ = false;  // main loop only
   int fd_;
 };
 

@@ -222,7 +222,13 @@ void TableSync::async_cb(uv_async_t* a) {
   if (auto* self = static_cast<TableSync*>(a->data)) self->flush();
 }
 
+void TableSync::hold(bool on) {
+  held_ = on;
+  if (!on) flush();
+}
+
 void TableSync::flush() {
+  if (held_) return;
   std::vector<Pending> batch;
   bool overflowed;
   {
@@ -391,26 +397,58 @@ void Upgrader::start() {
   };
   // Report learnt sessions from now on, then snapshot: what is learnt meanwhile reaches the
   // new process twice at worst, never not at all.
+  sync_->hold(true);
   sync_->start();
-  std::string snapshot;
-  size_t count = 0;
-  int64_t now = workers_.main().now_ms();
-  const Router& router = workers_.main().router();
-  std::string body;
-  workers_.table().for_each(
-      [&](std::string_view sid, uint16_t b, int64_t ttl, bool) {
-        if (b >= router.backends().size() || router.backends()[b].config.removed) return;
-        append_handover_entry(body, 'e', sid, router.backends()[b].config.name, ttl);
-        ++count;
+  // The snapshot is built on libuv's thread pool: walking and encoding a million sessions
+  // takes about half a second, which this loop's clients must not wait for.
+  struct Snapshot {
+    uv_work_t req;
+    Upgrader* self;
+    std::vector<std::string> names;  // by backend index; empty: removed
+    AffinityTable* table;
+    int64_t now;
+    std::string bytes;
+    size_t count = 0;
+  };
+  auto snap = std::make_unique<Snapshot>();
+  snap->self = this;
+  snap->table = &workers_.table();
+  snap->now = workers_.main().now_ms();
+  for (const BackendState& b : workers_.main().router().backends())
+    snap->names.push_back(b.config.removed ? std::string() : b.config.name);
+  snap->req.data = snap.get();
+  int q = uv_queue_work(
+      loop_, &snap->req,
+      [](uv_work_t* req) {
+        auto* sn = static_cast<Snapshot*>(req->data);
+        std::string body;
+        sn->table->for_each(
+            [sn, &body](std::string_view sid, uint16_t b, int64_t ttl, bool) {
+              if (b >= sn->names.size() || sn->names[b].empty()) return;
+              append_handover_entry(body, 'e', sid, sn->names[b], ttl);
+              ++sn->count;
+            },
+            sn->now);
+        append_handover_header(sn->bytes, sn->count);
+        sn->bytes += body;
+        append_handover_end(sn->bytes);
       },
-      now);
-  append_handover_header(snapshot, count);
-  snapshot += body;
-  append_handover_end(snapshot);
+      [](uv_work_t* req, int) {
+        std::unique_ptr<Snapshot> sn(static_cast<Snapshot*>(req->data));
+        Upgrader* self = sn->self;
+        if (!self->sync_ || !self->sync_->open()) return;  // the upgrade failed meanwhile
+        log::info("upgrade: affinity table sent", {{"sessions", sn->count}, {"bytes", sn->bytes.size()}});
+        self->sync_->send(std::move(sn->bytes));
+        self->sync_->hold(false);  // then what was learnt meanwhile
+      });
+  if (q != 0) {
+    uv_process_kill(process_, SIGTERM);
+    abandon(std::string("cannot build the table snapshot: ") + uv_strerror(q));
+    return;
+  }
+  snap.release();  // owned by the work request until its after-work callback
   log::info("upgrade: new process started; handing over",
-            {{"pid", child_pid_}, {"binary", exe_}, {"sessions", count},
-             {"sockets", stdio.size() - 4}});
-  sync_->send(std::move(snapshot));
+            {{"pid", child_pid_}, {"binary", exe_}, {"sockets", stdio.size() - 4}});
 
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
