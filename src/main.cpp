@@ -148,6 +148,10 @@ int main(int argc, char** argv) {
           uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
       signal(SIGTERM, SIG_DFL);
       signal(SIGINT, SIG_DFL);
+      // A draining process has nothing to reload or upgrade; a stray SIGHUP/SIGUSR2 (a script
+      // reading a stale pid) must not kill it and cut its tunnels.
+      signal(SIGHUP, SIG_IGN);
+      signal(SIGUSR2, SIG_IGN);
     }
     // Let in-flight requests and tunnels finish within the grace time. The signal handles go
     // away so the loop can end; a second signal then stops the process at once.

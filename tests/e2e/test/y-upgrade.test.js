@@ -138,11 +138,16 @@ test('y1. SIGUSR2 mid-run: 0 refused, 0 client errors, 0 node switches, 0 Sessio
     await p.waitForLine(/upgrade: the new process serves/, 15000, 'the old process hands over', from);
     assert.ok(p.stderr.slice(from).some((l) => / info listening .*inherited=yes/.test(l)), 'the new process adopted the sockets');
     assert.equal(Number(fs.readFileSync(pidFile, 'utf8')), newPid, 'pid file rewritten by the new process');
+    // A stray signal from a script holding the old pid neither kills the draining process nor
+    // starts anything.
+    p.child.kill('SIGUSR2');
+    p.child.kill('SIGHUP');
 
     const results = await run;
     // The old process exits by itself once its last clients are done, well before its grace.
     const exit = await h.withTimeout(p.child.exited, 15000, 'the old process to exit');
     assert.equal(exit.code, 0, `old process exit ${JSON.stringify(exit)}`);
+    assert.equal(p.stderr.filter((l) => / info started /.test(l)).length, 2, 'one new process only');
     assert.ok(!p.stderr.some((l) => /grace time over/.test(l)), 'the old process drained before its grace ended');
 
     // Sessions the old process learnt route in the new one (no sid tagging configured).
