@@ -109,6 +109,12 @@ struct Timeouts {
   Millis client_header{10000};     // whole request head must arrive within this (slowloris: 408)
   Millis keepalive{0};             // idle client connection between requests (0 = `client`)
   Millis body_idle{0};             // client silent in the middle of a request body (0 = `client`)
+  // SIGTERM: an idle keep-alive connection closes once idle this long since its last response
+  // (clients drop idle sockets sooner: Node's agent after 5 s), so none is cut under a request.
+  Millis drain_idle{5000};
+  // SIGTERM: websocket tunnels still open close evenly over the last `close_spread` of
+  // shutdown_grace (nullopt = the whole grace); never > shutdown_grace.
+  std::optional<Millis> close_spread;
   Millis keepalive_or_client() const { return keepalive.count() ? keepalive : client; }
   Millis body_idle_or_client() const { return body_idle.count() ? body_idle : client; }
 };

@@ -136,6 +136,7 @@ void Loader::load_upgrade_protocols(const YAML::Node& key, const YAML::Node& val
 }
 
 void Loader::load_timeouts(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
+  std::optional<YAML::Mark> spread_at;
   auto field = [&](const char* name, Millis& target) {
     return Field{name, [&target, this](const YAML::Node& k, const YAML::Node& v) {
                    if (auto d = get_duration(v, k)) target = *d;
@@ -148,9 +149,18 @@ void Loader::load_timeouts(const YAML::Node& key, const YAML::Node& value, Confi
             field("client_header", cfg.timeouts.client_header),
             field("keepalive", cfg.timeouts.keepalive),
             field("body_idle", cfg.timeouts.body_idle),
+            field("drain_idle", cfg.timeouts.drain_idle),
+            Field{"close_spread", [&](const YAML::Node& k, const YAML::Node& v) {
+                    spread_at = where(v, k);
+                    if (auto d = get_duration(v, k, true)) cfg.timeouts.close_spread = *d;
+                  }},
             Field{"shutdown_grace", [&cfg, this](const YAML::Node& k, const YAML::Node& v) {
                     if (auto d = get_duration(v, k, true)) cfg.shutdown_grace = *d;
                   }}});
+  // Both keys live in this map, in either order: checked once it is read.
+  if (spread_at && cfg.timeouts.close_spread && *cfg.timeouts.close_spread > cfg.shutdown_grace)
+    error(*spread_at, "close_spread must not exceed shutdown_grace (" +
+                          std::to_string(cfg.shutdown_grace.count()) + " ms)");
 }
 
 void Loader::load_limits(const YAML::Node& key, const YAML::Node& value, Config& cfg) {

@@ -798,6 +798,27 @@ TEST_SUITE("config: persistence, balancing, health, admin, headers") {
     expect_one_error(with("timeouts:\n  connect: 0s\n"), 5, 12, "greater than 0");
   }
 
+  TEST_CASE("timeouts.drain_idle and timeouts.close_spread (SIGTERM)") {
+    const Config d = load_ok(kMinimal);
+    CHECK(d.timeouts.drain_idle == 5000ms);
+    CHECK_FALSE(d.timeouts.close_spread.has_value());  // the whole grace
+    const Config c = load_ok(with("timeouts:\n  drain_idle: 1500ms\n  close_spread: 10s\n"));
+    CHECK(c.timeouts.drain_idle == 1500ms);
+    CHECK(c.timeouts.close_spread == 10000ms);
+    CHECK(load_ok(with("timeouts:\n  close_spread: 0\n")).timeouts.close_spread == 0ms);
+    // Equal to the grace, in either order.
+    CHECK(load_ok(with("timeouts:\n  close_spread: 5s\n  shutdown_grace: 5s\n")).timeouts.close_spread == 5000ms);
+    expect_one_error(with("timeouts:\n  drain_idle: 0\n"), 5, 15, "greater than 0");
+    expect_one_error(with("timeouts:\n  drain_idle: soon\n"), 5, 15, "invalid duration 'soon'");
+    // Longer than the grace (default 30 s, or set before or after it): at close_spread.
+    expect_one_error(with("timeouts:\n  close_spread: 31s\n"), 5, 17,
+                     "close_spread must not exceed shutdown_grace (30000 ms)");
+    expect_one_error(with("timeouts:\n  close_spread: 3s\n  shutdown_grace: 2s\n"), 5, 17,
+                     "must not exceed shutdown_grace");
+    expect_one_error(with("timeouts:\n  shutdown_grace: 2s\n  close_spread: 2001ms\n"), 6, 17,
+                     "must not exceed shutdown_grace");
+  }
+
   TEST_CASE("backend cookie and cookie_aliases") {
     {
       const Config c = load_ok(std::string(kHead) +
