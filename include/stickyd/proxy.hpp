@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "stickyd/admin.hpp"
@@ -26,6 +27,7 @@
 #include "stickyd/http_head.hpp"
 #include "stickyd/request_reader.hpp"
 #include "stickyd/net.hpp"
+#include "stickyd/pacing.hpp"
 #include "stickyd/router.hpp"
 #include "stickyd/workers.hpp"
 
@@ -118,6 +120,9 @@ class ClientConn final : public Socket, private RequestSink {
   void start();  // after uv_accept
   bool idle() const { return state_ == State::Idle && pending_.empty(); }
   void close_now() { abort(nullptr); }
+  // SIGTERM: an idle connection stays open until idle for timeouts.drain_idle since its last
+  // response (its next request is answered with Connection: close); a busy one is untouched.
+  void drain();
   // Backend of the websocket tunnel this connection carries, else -1.
   int tunnel_backend() const { return state_ == State::Tunnel ? route_.backend : -1; }
 
@@ -203,6 +208,9 @@ class ClientConn final : public Socket, private RequestSink {
   void settle(const char* outcome, bool keep_pin = false);
   void release_pin();
   void release_session();  // pin and tunnel accounting, when the connection ends
+  // Idle between requests: keepalive_or_client since idle_since_ms_ (draining: at most
+  // drain_idle); already past it, the deadline fires at once.
+  void set_idle_deadline();
 
   Server& server_;
   std::shared_ptr<const tls::ServerContext> tls_ctx_;  // kept alive by its connections (reload)
@@ -222,6 +230,7 @@ class ClientConn final : public Socket, private RequestSink {
   bool reader_paused_ = false;  // the reader stopped at a message end or upgrade
   int status_ = 0;             // status sent to the client for this exchange
   int64_t started_ms_ = 0;
+  int64_t idle_since_ms_ = 0;  // accepted, TLS established, or last response done
   uint64_t bytes_to_client_ = 0;
   bool request_done_ = false;
   bool head_sent_ = false;
@@ -264,8 +273,10 @@ class Server final : public AdminModel {
   // "listening" lines: Workers logs them once every worker accepts (readiness for scripts).
   void log_listening() const;
   void stop();   // closes listeners and every connection now
-  // SIGTERM: stop accepting, close idle connections, let in-flight requests and tunnels run
-  // for up to `grace`, then stop(). `on_done` runs when everything is closed.
+  // SIGTERM: stop accepting; in-flight requests finish and their responses say
+  // Connection: close; idle keep-alive connections close after timeouts.drain_idle (or on
+  // their next response); websocket tunnels close spread over the last
+  // timeouts.close_spread of `grace`; what is left at its end closes (stop()).
   void drain(Millis grace);
   // Worker 0, once a new process serves (SIGUSR2): it answers the admin API from now on.
   void hand_over();
@@ -340,8 +351,11 @@ class Server final : public AdminModel {
   void apply_discovery_drains();
   void expire_discovered();
   void maybe_finish_drain();
+  void start_close_spread();  // the spread window begins: schedule this worker's tunnels
+  void close_due_tunnels();   // as many as the schedule says are due; re-arms its timer
   static void sweep_cb(uv_timer_t* t);
   static void grace_cb(uv_timer_t* t);
+  static void spread_cb(uv_timer_t* t);
   static void ticket_cb(uv_timer_t* t);
 
   uv_loop_t* loop_;
@@ -372,6 +386,11 @@ class Server final : public AdminModel {
   uint64_t refused_ = 0;
   uv_timer_t sweep_timer_;
   uv_timer_t grace_timer_;
+  uv_timer_t spread_timer_;  // drain: start of the close spread, then each due close
+  int64_t grace_end_ms_ = 0;
+  bool spreading_ = false;
+  PacedSchedule spread_;                       // the tunnels open when the spread began
+  std::unordered_set<ClientConn*> spread_left_;  // of those, the ones not gone yet
   bool stopped_ = false;
   bool draining_ = false;
 };

@@ -11,6 +11,7 @@
 // llhttp delivered (exactly Content-Length bytes, or canonical chunks), streamed, never
 // accumulated; chunked trailers are dropped. A backend therefore frames exactly the requests
 // stickyd parsed (see http_request.hpp).
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -78,7 +79,8 @@ void ClientConn::start() {
     // A handshake that never finishes is cut short; the client timeout runs after it.
     set_deadline(handshake_timeout_);
   } else {
-    set_deadline(server_.config().timeouts.keepalive_or_client());
+    idle_since_ms_ = server_.now_ms();
+    set_idle_deadline();
   }
   start_reading();
 }
@@ -437,8 +439,10 @@ void ClientConn::write_response_head(const ResponseEdit& edit) {
   int64_t now_s = static_cast<int64_t>(std::time(nullptr));  // HAProxy cookie dates: wall clock
   int st = upstream_->status();
   bool upgrade = st == 101;
+  // Draining (SIGTERM): the response says the connection ends with it (HAProxy's
+  // idle-close-on-response), so the client sends nothing more on it.
   if (!upgrade && (!keep_alive_ || upstream_->response_needs_eof() ||
-                   reader_.http_minor() == 0))
+                   reader_.http_minor() == 0 || server_.draining()))
     close_after_response_ = true;
   auto prefixed = [&](std::string_view value) {
     const BackendConfig& b = cfg.backends[static_cast<size_t>(route_.backend)];
@@ -664,12 +668,15 @@ void ClientConn::finish_exchange() {
   state_ = State::Idle;
   request_done_ = false;
   reader_paused_ = false;
-  if (close_after_response_ || !keep_alive_ || server_.draining()) {
+  if (close_after_response_ || !keep_alive_) {
     close_gracefully();
     return;
   }
+  // Still open when draining only if its response head went out before the drain began
+  // (without Connection: close): it waits idle like the others (set_idle_deadline).
   head_.release();  // an idle connection keeps no buffers
-  set_deadline(server_.config().timeouts.keepalive_or_client());
+  idle_since_ms_ = server_.now_ms();
+  set_idle_deadline();
   seen_bytes_ = false;
   reader_.resume();
   upgrade_requested_ = false;
@@ -1053,6 +1060,10 @@ void ClientConn::respond_engineio_session_unknown() {
     out += origin;
     out += "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin";
   }
+  if (server_.draining()) {
+    close_after_response_ = true;
+    out += "\r\nConnection: close";
+  }
   out += "\r\n\r\n";
   out += body;
   head_sent_ = true;
@@ -1097,7 +1108,24 @@ void ClientConn::on_tls_error(const std::string& why) {
 }
 
 void ClientConn::on_tls_established() {
-  if (state_ == State::Idle && !seen_bytes_) set_deadline(server_.config().timeouts.keepalive_or_client());
+  if (state_ == State::Idle && !seen_bytes_) {
+    idle_since_ms_ = server_.now_ms();
+    set_idle_deadline();
+  }
+}
+
+void ClientConn::set_idle_deadline() {
+  const Timeouts& t = server_.config().timeouts;
+  Millis limit = t.keepalive_or_client();
+  if (server_.draining()) limit = std::min(limit, t.drain_idle);
+  int64_t left = idle_since_ms_ + limit.count() - server_.now_ms();
+  set_deadline(Millis(std::max<int64_t>(left, 0)));
+}
+
+void ClientConn::drain() {
+  if (!idle()) return;  // busy: its response carries Connection: close
+  if (tls_ctx_ && tls() && !tls()->handshake_done()) return;  // the handshake deadline runs
+  set_idle_deadline();
 }
 
 void ClientConn::on_read_error(int status) {

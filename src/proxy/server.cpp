@@ -31,9 +31,11 @@ Server::Server(uv_loop_t* loop, Config config, SharedState& shared, size_t worke
   if (shared_.workers() > 1) router_.share_balancer(shared_.balancer);
   uv_timer_init(loop_, &sweep_timer_);
   uv_timer_init(loop_, &grace_timer_);
+  uv_timer_init(loop_, &spread_timer_);
   uv_timer_init(loop_, &ticket_timer_);
   sweep_timer_.data = this;
   grace_timer_.data = this;
+  spread_timer_.data = this;
   ticket_timer_.data = this;
   health_ = std::make_unique<HealthChecker>(
       loop_, config_, [this](int b, Health h, const std::string& why) { on_health(b, h, why); });
@@ -284,9 +286,11 @@ void Server::stop() {
   discovery_.reset();
   uv_timer_stop(&sweep_timer_);
   uv_timer_stop(&grace_timer_);
+  uv_timer_stop(&spread_timer_);
   uv_timer_stop(&ticket_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&spread_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
   std::vector<ClientConn*> cs;
   for (auto& [p, _] : clients_) cs.push_back(p);
@@ -304,22 +308,64 @@ void Server::drain(Millis grace) {
   // Workers::drain drains worker 0 last, so its line means every listener is closed.
   log::write(worker_ == 0 ? LogLevel::Info : LogLevel::Debug, "draining",
              {{"connections", clients_.size()}, {"grace_ms", grace.count()}, {"worker", worker_}});
-  // Idle keep-alive connections have nothing in flight: close them now; busy ones close
-  // when their exchange ends (finish_exchange checks draining()).
+  // An idle keep-alive connection is not closed now: the client may be sending a request on
+  // it at this very moment. Each response from now on carries Connection: close, and one that
+  // stays idle closes after timeouts.drain_idle from its last response (ClientConn::drain).
   std::vector<ClientConn*> idle;
   for (auto& [p, _] : clients_)
     if (p->idle()) idle.push_back(p);
-  for (ClientConn* c : idle) c->close_now();
+  for (ClientConn* c : idle) c->drain();
   for (auto& pool : idle_) {
     std::vector<UpstreamConn*> parked(pool.begin(), pool.end());
     for (UpstreamConn* u : parked) u->close();
   }
+  // Tunnels close spread over the last close_spread of the grace, not in one burst that
+  // would make every client reconnect (to the next instance) in the same second.
+  int64_t window = std::min(config_.timeouts.close_spread.value_or(grace), grace).count();
+  grace_end_ms_ = now_ms() + grace.count();
+  uv_timer_start(&spread_timer_, spread_cb, static_cast<uint64_t>(grace.count() - window), 0);
   uv_timer_start(&grace_timer_, grace_cb, static_cast<uint64_t>(grace.count()), 0);
   maybe_finish_drain();
 }
 
 void Server::hand_over() {
   if (admin_) admin_->stop_listening();
+}
+
+void Server::spread_cb(uv_timer_t* t) {
+  auto* self = static_cast<Server*>(t->data);
+  if (self->spreading_) self->close_due_tunnels();
+  else self->start_close_spread();
+}
+
+void Server::start_close_spread() {
+  spreading_ = true;
+  for (auto& [c, _] : clients_)
+    if (c->tunnel_backend() >= 0) spread_left_.insert(c);
+  int64_t now = now_ms();
+  int64_t window = std::max<int64_t>(grace_end_ms_ - now, 0);
+  if (spread_left_.empty()) return;  // nothing to spread: no line
+  spread_ = PacedSchedule(now, window, spread_left_.size());
+  log::info("closing tunnels spread over the end of the grace",
+            {{"tunnels", spread_left_.size()}, {"window_ms", window}, {"worker", worker_}});
+  close_due_tunnels();
+}
+
+void Server::close_due_tunnels() {
+  // Tunnels that ended on their own count as gone (destroy() forgets them; one closing
+  // meanwhile is no longer a tunnel).
+  for (auto it = spread_left_.begin(); it != spread_left_.end();)
+    it = (*it)->tunnel_backend() < 0 ? spread_left_.erase(it) : std::next(it);
+  int64_t now = now_ms();
+  size_t n = spread_.to_close(now, spread_.total() - spread_left_.size());
+  for (; n > 0 && !spread_left_.empty(); --n) {
+    ClientConn* c = *spread_left_.begin();
+    spread_left_.erase(spread_left_.begin());
+    c->close_now();
+  }
+  int64_t next = spread_.next_due(now);
+  if (next >= 0 && !spread_left_.empty())
+    uv_timer_start(&spread_timer_, spread_cb, static_cast<uint64_t>(next - now), 0);
 }
 
 void Server::grace_cb(uv_timer_t* t) {
@@ -433,6 +479,7 @@ void Server::unpark(UpstreamConn* u) {
 }
 
 void Server::destroy(ClientConn* c) {
+  spread_left_.erase(c);
   if (clients_.erase(c)) shared_.clients.fetch_sub(1, std::memory_order_relaxed);
   maybe_finish_drain();
 }

@@ -4,8 +4,9 @@
 //      websocket-first 101), headers.all on every proxied response; real clients unaffected.
 //    - JSON access log: one parseable line per request with backend/via/status/key.
 //    - JSON access log stays JSON for requests stickyd answers itself and for odd sids.
-//    - SIGTERM: stops accepting at once, closes idle keep-alive connections, lets a held poll
-//      and a websocket tunnel finish within shutdown_grace, exits 0.
+//    - SIGTERM: stops accepting at once, closes idle keep-alive connections once idle for
+//      timeouts.drain_idle (not at once: a request may be on its way), lets a held poll and a
+//      websocket tunnel finish within shutdown_grace, exits 0 (more in w-drain).
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
@@ -149,9 +150,10 @@ test('o. JSON access log stays JSON: requests stickyd answers itself, odd sids',
   });
 });
 
-test('o. SIGTERM: refuses new connections, closes idle ones, finishes a held poll, exits 0 without waiting the grace', { timeout: 60000 }, async (t) => {
+test('o. SIGTERM: refuses new connections, closes idle ones after drain_idle, finishes a held poll, exits 0 without waiting the grace', { timeout: 60000 }, async (t) => {
   const GRACE_S = 10;
-  const proxyOpts = { extra: { access_log: true }, timeouts: { shutdown_grace: `${GRACE_S}s` } };
+  const DRAIN_IDLE_MS = 1000;
+  const proxyOpts = { extra: { access_log: true }, timeouts: { shutdown_grace: `${GRACE_S}s`, drain_idle: `${DRAIN_IDLE_MS}ms` } };
   await h.scenario(t, { proxyOpts }, async (env) => {
     const p = env.proxy;
     // A polling session, connected; then a held poll (the node answers it at its next ping,
@@ -164,12 +166,17 @@ test('o. SIGTERM: refuses new connections, closes idle ones, finishes a held pol
     // An idle keep-alive connection that has served one request.
     const idle = await h.RawConnection.connect(env.port);
     assert.equal((await idle.roundTrip(h.rawRequest('GET', '/whoami'), 'whoami')).status, 200);
+    const idleSince = Date.now();
     // Wait until the held poll is at the node (its request counted), then SIGTERM.
     await h.until(async () => (await env.stats())[await env.cluster.ownerOf(hs.sid)].ownedSidByMethod.GET >= 2, 5000, 'held poll at the node', 20);
     const heldAtTerm = held.reader.responses.length === 0;
     let idleClosedAfter = null;
-    idle.socket.once('close', () => (idleClosedAfter = Date.now() - termAt));
-    const idleClosed = h.once(idle.socket, 'close', 2000, 'idle keep-alive connection closed by the proxy');
+    let idleIdleFor = null;
+    idle.socket.once('close', () => {
+      idleClosedAfter = Date.now() - termAt;
+      idleIdleFor = Date.now() - idleSince;
+    });
+    const idleClosed = h.once(idle.socket, 'close', DRAIN_IDLE_MS + 3000, 'idle keep-alive connection closed by the proxy');
     const termAt = Date.now();
     p.child.kill('SIGTERM');
     await p.waitForLine(/ info stopping signal=SIGTERM/, 5000, 'stopping');
@@ -182,10 +189,12 @@ test('o. SIGTERM: refuses new connections, closes idle ones, finishes a held pol
     assert.deepEqual(h.decodePayload(res.body), ['2'], 'the node\'s ping, relayed');
     const info = await h.withTimeout(p.child.exited, (GRACE_S + 2) * 1000, 'stickyd exit');
     const exitAfter = Date.now() - termAt;
-    t.diagnostic(`held poll open at SIGTERM: ${heldAtTerm}; idle connection closed after ${idleClosedAfter} ms; exit ${JSON.stringify(info)} after ${exitAfter} ms`);
+    t.diagnostic(`held poll open at SIGTERM: ${heldAtTerm}; idle connection closed after ${idleClosedAfter} ms (idle for ${idleIdleFor} ms); exit ${JSON.stringify(info)} after ${exitAfter} ms`);
     assert.deepEqual(info, { code: 0, signal: null });
     assert.ok(heldAtTerm, 'the poll was still held when SIGTERM came');
-    assert.ok(idleClosedAfter < 1000, `idle connection closed after ${idleClosedAfter} ms`);
+    // Closed once idle for drain_idle since its last response, not at drain start.
+    assert.ok(idleIdleFor >= DRAIN_IDLE_MS - 50 && idleIdleFor < DRAIN_IDLE_MS + 700, `idle connection closed after ${idleIdleFor} ms idle`);
+    assert.equal(res.headers.connection, 'close', 'the held poll answered during the drain');
     assert.ok(exitAfter < 4000, `exited ${exitAfter} ms after SIGTERM: it should not wait the ${GRACE_S} s grace once nothing is in flight`);
     assert.ok(p.stderr.some((l) => / info drained\b/.test(l)), 'drained log line');
     assert.ok(p.stderr.some((l) => / info stopped\b/.test(l)), 'stopped log line');
