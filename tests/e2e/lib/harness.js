@@ -323,7 +323,9 @@ function cookieYaml(cookie) {
 // YAML flow syntax. A backend {discover: {name, type, port, ...}} is a DNS discovery entry. `extra`: more top-level keys (balance, sticky, health, admin, access_log,
 // headers, ...), each written as `key: <JSON>`. `listenPort`: 0 or a fixed port.
 function stickydConfig({ backends, cookie = false, path: enginePath = '/socket.io/', timeouts, extra = {}, listenPort = 0 }) {
-  const t = { connect: '5s', client: '60s', server: '60s', tunnel: '1h', ...(timeouts || {}) };
+  // drain_idle 1s: a SIGTERM at the end of a scenario does not wait 5 s for the idle
+  // keep-alive sockets of Node's agent (T.stop is 5 s); w-drain tests the drain itself.
+  const t = { connect: '5s', client: '60s', server: '60s', tunnel: '1h', drain_idle: '1s', ...(timeouts || {}) };
   const backendLine = (b) => {
     if (b.discover) return `  - discover: ${JSON.stringify(b.discover)}`; // DNS discovery entry
     const { name, address, ...more } = b;
