@@ -38,6 +38,11 @@ class AffinityTable {
   // Backend indexes the per-backend session counters cover (indexes are stable across
   // reloads and only grow; the config refuses more backends than this).
   static constexpr size_t kMaxBackends = 4096;
+  // The backend of a session a paced eviction moved off its node: the entry stays until it
+  // expires so that the client's next request with this sid is answered "Session ID unknown"
+  // (it re-handshakes) instead of being balanced elsewhere as an unknown key. Not counted
+  // in any backend's sessions.
+  static constexpr uint16_t kEvicted = UINT16_MAX;
 
   // The shard count is fixed here from max_sessions: small tables get one shard, so
   // eviction order is exact LRU; large ones up to 64, each bounded to its share.
@@ -62,6 +67,12 @@ class AffinityTable {
   void set_max_sessions(size_t n);
   // Forgets every session of `backend` (removed by a reload).
   size_t forget_backend(uint16_t backend);
+  // The sids of `backend`'s sessions: walks every shard under its lock, O(table). Only for
+  // eviction (rare), never per request.
+  std::vector<std::string> sessions_of_backend(uint16_t backend) const;
+  // Re-points sid to kEvicted if it still belongs to `backend` (pins and idle time kept);
+  // false when it is unknown or belongs elsewhere (it left on its own).
+  bool mark_evicted(std::string_view sid, uint16_t backend);
   // Sessions currently owned by `backend` (for least-connection balancing and the admin API).
   uint32_t sessions_of(uint16_t backend) const {
     return backend < kMaxBackends ? per_backend_[backend].load(std::memory_order_relaxed) : 0;

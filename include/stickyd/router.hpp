@@ -6,6 +6,8 @@
 //   4. nothing known (a handshake, or an unknown key): the balancing policy
 // The session's backend down or in maintenance: redispatch (Engine.IO requests with a sid are
 // answered `400 {"code":1,...}` at once so the client re-handshakes), or 503 when strict.
+// A sid evicted from its node (AffinityTable::kEvicted) gets the same 400; an evicted
+// session cookie is balanced like an unknown key.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +53,7 @@ struct Route {
   RouteVia via = RouteVia::None;  // None: answered before any routing (bad request)
   bool engineio = false;    // under the configured Engine.IO path
   bool handshake = false;   // Engine.IO request without sid: its response carries a new sid
+  bool evicted = false;     // the key names a session a paced eviction moved off its node
   bool strip_tag = false;   // forward the sid and session cookie without the proxy's tag
   bool strip_prefix = false;        // prefix mode: forward the cookie without "<value>~"
   bool strip_server_cookie = false; // insert+indirect: forward without the server cookie

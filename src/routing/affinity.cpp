@@ -159,6 +159,16 @@ class AffinityTable::Shard {
     }
   }
 
+  bool mark_evicted(uint64_t h64, std::string_view sid, uint16_t backend) {
+    size_t pos = find(static_cast<uint32_t>(h64), sid);
+    if (pos == SIZE_MAX) return false;
+    Slot& e = at(word_slot(index_[pos]));
+    if (e.backend != backend) return false;
+    count(backend, -1);
+    e.backend = kEvicted;
+    return true;
+  }
+
   size_t forget_backend(uint16_t backend) {
     size_t n = 0;
     for (uint32_t s = 0; s < slots_used_; ++s) {
@@ -432,6 +442,25 @@ size_t AffinityTable::forget_backend(uint16_t backend) {
     n += s->forget_backend(backend);
   }
   return n;
+}
+
+std::vector<std::string> AffinityTable::sessions_of_backend(uint16_t backend) const {
+  std::vector<std::string> out;
+  out.reserve(sessions_of(backend));
+  // Time 0: every entry counts, expired or not (the loop clock is far past 0).
+  for_each(
+      [&](std::string_view sid, uint16_t b, int64_t, bool) {
+        if (b == backend) out.emplace_back(sid);
+      },
+      0);
+  return out;
+}
+
+bool AffinityTable::mark_evicted(std::string_view sid, uint16_t backend) {
+  uint64_t h = hash_of(sid);
+  Shard& s = shard_for(h);
+  std::lock_guard lock(s.mu);
+  return s.mark_evicted(h, sid, backend);
 }
 
 size_t AffinityTable::bytes_per_entry(size_t sid_length) {

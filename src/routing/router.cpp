@@ -101,12 +101,20 @@ void Router::route_sid(Route& r, std::string_view sid, KeySource source, int64_t
     r.key.assign(tag->untagged);
     r.source = source;
     r.strip_tag = persistence_.proxy_tags();
-    table_.touch(r.key, now_ms);  // keep a learnt entry fresh too
+    // Keep a learnt entry fresh too; an evicted session is not routed by its tag.
+    if (table_.touch(r.key, now_ms) == AffinityTable::kEvicted) {
+      r.backend = -1;
+      r.evicted = true;
+    }
     return;
   }
   r.key.assign(sid);
   r.source = source;
   if (std::optional<uint16_t> b = table_.touch(r.key, now_ms)) {
+    if (*b == AffinityTable::kEvicted) {
+      r.evicted = true;
+      return;
+    }
     r.backend = *b;
     r.via = RouteVia::Table;
   }
@@ -140,6 +148,11 @@ void Router::route_into(Route& r, std::string_view target, std::string_view cook
         route_sid(r, decoded, KeySource::Query, now_ms);
       } else {
         route_sid(r, *sid, KeySource::Query, now_ms);
+      }
+      if (r.evicted) {
+        // Moved off its node by a paced eviction: the client re-handshakes elsewhere.
+        r.local_status = 400;
+        return;
       }
     } else {
       r.handshake = true;

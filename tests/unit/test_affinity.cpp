@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <string>
@@ -194,4 +195,47 @@ TEST_CASE("affinity: several threads share one table (workers)") {
   for (uint16_t w = 0; w < 4; ++w) CHECK(t.sessions_of(w) == 10000);
   CHECK(t.touch("2:10", 3) == 2);
   CHECK(t.touch("2:11", 3) == std::nullopt);
+}
+
+TEST_CASE("affinity: sessions_of_backend lists one backend's sids across shards") {
+  AffinityTable t(200000);  // several shards
+  REQUIRE(t.shard_count() > 1);
+  std::vector<std::string> want;
+  for (int i = 0; i < 3000; ++i) {
+    std::string sid = "sid-" + std::to_string(i);
+    uint16_t b = static_cast<uint16_t>(i % 3);
+    t.learn(sid, b, 60000, 0);
+    if (b == 1) want.push_back(sid);
+  }
+  REQUIRE(t.pin("sid-1", 0));  // pinned entries are listed too
+  t.forget("sid-4");
+  want.erase(std::find(want.begin(), want.end(), "sid-4"));
+  std::string long_sid(60, 'x');  // a key stored out of line
+  t.learn(long_sid, 1, 60000, 0);
+  want.push_back(long_sid);
+  std::vector<std::string> got = t.sessions_of_backend(1);
+  std::sort(got.begin(), got.end());
+  std::sort(want.begin(), want.end());
+  CHECK(got == want);
+  CHECK(got.size() == t.sessions_of(1));
+  CHECK(t.sessions_of_backend(7).empty());
+}
+
+TEST_CASE("affinity: mark_evicted re-points a session of its backend only, keeping its pin") {
+  AffinityTable t(100);
+  t.learn("a", 2, 1000, 0);
+  t.learn("b", 3, 1000, 0);
+  REQUIRE(t.pin("a", 0));
+  CHECK_FALSE(t.mark_evicted("b", 2));  // belongs elsewhere
+  CHECK_FALSE(t.mark_evicted("zz", 2));  // unknown
+  CHECK(t.mark_evicted("a", 2));
+  CHECK_FALSE(t.mark_evicted("a", 2));  // once
+  CHECK(t.sessions_of(2) == 0);
+  CHECK(t.sessions_of(3) == 1);
+  CHECK(t.size() == 2);
+  CHECK(t.sessions_of_backend(2).empty());
+  CHECK(t.touch("a", 5000) == AffinityTable::kEvicted);  // pinned: still there
+  t.unpin("a", 5000);
+  CHECK(t.touch("a", 5999) == AffinityTable::kEvicted);
+  CHECK(t.touch("a", 7000) == std::nullopt);  // then expires like any entry
 }

@@ -220,3 +220,27 @@ TEST_CASE("router: route_into reuses one Route per connection and resets every f
   CHECK(x.source == KeySource::None);
   CHECK(x.via == RouteVia::Balance);
 }
+
+TEST_CASE("router: an evicted session's sid gets Engine.IO's 400; its cookie is balanced") {
+  Config cfg = three_backends();
+  Router r(cfg);
+  r.learn("ev", 1, nullptr, 0);
+  r.set_admin_state(1, AdminState::Drain);
+  REQUIRE(r.table().mark_evicted("ev", 1));
+  Route x = r.route("/socket.io/?EIO=4&transport=polling&sid=ev", "", 0, 10);
+  CHECK(x.backend == -1);
+  CHECK(x.local_status == 400);
+  CHECK(x.evicted);
+  // A websocket upgrade of that session too.
+  CHECK(r.route("/socket.io/?EIO=4&transport=websocket&sid=ev", "", 0, 10).local_status == 400);
+  Route y = r.route("/whoami", "io=ev", 0, 10);
+  CHECK(y.backend >= 0);
+  CHECK(y.backend != 1);
+  CHECK(y.via == RouteVia::UnknownKey);
+  // A proxy tag naming the old node does not bring it back there.
+  cfg.sticky.tag.enabled = true;
+  Router t(cfg);
+  t.learn("tg", 2, nullptr, 0);
+  REQUIRE(t.table().mark_evicted("tg", 2));
+  CHECK(t.route("/socket.io/?EIO=4&sid=n3.tg", "", 0, 10).local_status == 400);
+}
