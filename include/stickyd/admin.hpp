@@ -6,6 +6,8 @@
 //   GET  /backends/<name>         {...} | 404
 //   PUT  /backends/<name>/state   body `ready|drain|maint` or {"state":"drain"} -> 200 {...}
 //   PUT  /backends/<name>/weight  body `N` (0..1000000) or {"weight":N}        -> 200 {...}
+//   POST /backends/<name>/evict?over=30s  drain now, then move its sessions off evenly over
+//                                 the window (default 30s, up to 1d) -> 200 {...} | 400 | 404
 //   (POST is accepted for the two PUTs; HEAD for every GET.)
 //
 // HTTP/1.1 with keep-alive and pipelining, request bodies up to 4 KiB (413 beyond), heads up
@@ -59,7 +61,15 @@ class AdminModel {
   virtual bool set_state(std::string_view backend, AdminState s) = 0;  // false = unknown backend
   virtual bool set_weight(std::string_view backend, uint32_t w) = 0;   // false = unknown backend
   virtual void metrics_text(std::string& out) = 0;                     // Prometheus text
+  // Drain `backend` and close its sessions evenly over `over`; false = unknown backend.
+  virtual bool evict(std::string_view backend, Millis over) = 0;
 };
+
+// The `over` of an evict request's query (e.g. "over=30s&x=1"): the default when absent,
+// nullopt when it is not a duration (config syntax) between 0 and kMaxEvictOver.
+constexpr Millis kDefaultEvictOver{30000};
+constexpr Millis kMaxEvictOver{24 * 3600 * 1000};
+std::optional<Millis> parse_evict_over(std::string_view query);
 
 class AdminServer {
  public:

@@ -17,6 +17,17 @@
 
 namespace stickyd {
 
+// A paced eviction of a backend (POST /backends/<name>/evict), running or finished.
+struct EvictionStatus {
+  int64_t over_ms = 0;     // the window
+  int64_t elapsed_ms = 0;  // since it started
+  uint64_t total = 0;      // sessions it had at the start
+  uint64_t evicted = 0;    // moved off by the eviction
+  uint64_t gone = 0;       // left on their own meanwhile
+  bool done = false;
+  bool cancelled = false;  // `ready` was set before the end
+};
+
 // A backend as the admin API and the metrics page show it (see AdminModel::backends()).
 struct BackendStatus {
   std::string name;
@@ -34,6 +45,8 @@ struct BackendStatus {
   std::string discovered_by;
   std::string identity;
   bool in_dns = true;
+  bool has_eviction = false;  // an eviction ran or runs: `eviction` is meaningful
+  EvictionStatus eviction;
 };
 
 // Counters of one backend. Plain fields: `metrics.backend(i).bytes_to_client += n` is fine.

@@ -326,6 +326,17 @@ class Server final : public AdminModel {
   bool set_state(std::string_view backend, AdminState s) override;
   bool set_weight(std::string_view backend, uint32_t w) override;
   void metrics_text(std::string& out) override;
+  // Paced eviction (worker 0): the backend is drained now and its sessions are moved off
+  // one by one, evenly over `over` (PacedSchedule), in random order. At a session's turn it
+  // is marked evicted in the shared table (its next request with the sid gets Engine.IO's
+  // 400 and the client re-handshakes elsewhere) and its websocket tunnels, on every worker,
+  // are closed (the client reconnects with its own backoff). `ready` or `maint` cancel it.
+  bool evict(std::string_view backend, Millis over) override;
+
+  // Websocket tunnels by session id, per worker, for evictions.
+  void tunnel_opened(ClientConn* c, const std::string& sid);
+  void tunnel_closed(ClientConn* c, const std::string& sid);
+  size_t close_tunnels_of(const std::vector<std::string>& sids);  // how many closed
 
  private:
   // One worker's counters, copied on its own thread for the admin API of worker 0.
@@ -353,7 +364,24 @@ class Server final : public AdminModel {
   void maybe_finish_drain();
   void start_close_spread();  // the spread window begins: schedule this worker's tunnels
   void close_due_tunnels();   // as many as the schedule says are due; re-arms its timer
+  struct Eviction {
+    int backend = -1;
+    int64_t over_ms = 0;
+    PacedSchedule schedule;
+    std::vector<std::string> sids;  // the sessions it had at the start, shuffled
+    size_t next = 0;                // sids before it were evicted or had left
+    uint64_t evicted = 0;
+    uint64_t gone = 0;              // left on their own
+    int64_t ended_ms = -1;
+    bool cancelled = false;
+    bool done() const { return ended_ms >= 0; }
+  };
+  Eviction* eviction_of(int backend);
+  void start_eviction(int backend, Millis over);
+  void end_eviction(Eviction& e, bool cancelled);
+  void run_evictions();  // closes what is due, re-arms evict_timer_ at the next due time
   static void sweep_cb(uv_timer_t* t);
+  static void evict_cb(uv_timer_t* t);
   static void grace_cb(uv_timer_t* t);
   static void spread_cb(uv_timer_t* t);
   static void ticket_cb(uv_timer_t* t);
@@ -391,6 +419,9 @@ class Server final : public AdminModel {
   bool spreading_ = false;
   PacedSchedule spread_;                       // the tunnels open when the spread began
   std::unordered_set<ClientConn*> spread_left_;  // of those, the ones not gone yet
+  uv_timer_t evict_timer_;
+  std::vector<Eviction> evictions_;  // worker 0: at most one per backend, kept once done
+  std::unordered_multimap<std::string, ClientConn*> tunnels_by_sid_;
   bool stopped_ = false;
   bool draining_ = false;
 };

@@ -16,6 +16,7 @@
 #include "stickyd/admin.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/net.hpp"
+#include "stickyd/query.hpp"
 
 namespace stickyd {
 
@@ -149,6 +150,16 @@ void append_backend_json(std::string& out, const BackendStatus& b) {
     out += ",\"identity\":";
     append_json_string(out, b.identity);
     out += b.in_dns ? ",\"in_dns\":true}" : ",\"in_dns\":false}";
+  }
+  if (b.has_eviction) {
+    const EvictionStatus& e = b.eviction;
+    out += ",\"eviction\":{\"over_ms\":" + std::to_string(e.over_ms);
+    out += ",\"elapsed_ms\":" + std::to_string(e.elapsed_ms);
+    out += ",\"total\":" + std::to_string(e.total);
+    out += ",\"evicted\":" + std::to_string(e.evicted);
+    out += ",\"left_on_their_own\":" + std::to_string(e.gone);
+    out += e.done ? ",\"done\":true" : ",\"done\":false";
+    out += e.cancelled ? ",\"cancelled\":true}" : ",\"cancelled\":false}";
   }
   out += '}';
 }
@@ -379,6 +390,14 @@ const char* to_string(AdminState s) {
     case AdminState::Maint: return "maint";
   }
   return "?";
+}
+
+std::optional<Millis> parse_evict_over(std::string_view query) {
+  std::optional<std::string> v = query_param(query, "over");
+  if (!v) return kDefaultEvictOver;
+  std::optional<Millis> d = parse_duration(*v);
+  if (!d || d->count() < 0 || *d > kMaxEvictOver) return std::nullopt;
+  return d;
 }
 
 std::optional<AdminState> parse_admin_state(std::string_view s) {
@@ -754,6 +773,19 @@ class AdminServer::Conn final : public Socket {
     if (!name) return respond_json(400, json_error("malformed backend name"));
     if (nseg == 2) {
       if (!get) return method_not_allowed(kAllowGet);
+      return send_backend(*name);
+    }
+    if (nseg == 3 && seg[2] == "evict") {
+      static constexpr std::string_view kAllowPost = "Allow: POST\r\n";
+      if (method != HTTP_POST) return method_not_allowed(kAllowPost);
+      if (!find(*name)) return unknown_backend();
+      size_t q = url.find('?');
+      std::string_view query = q == std::string_view::npos ? std::string_view() : url.substr(q + 1);
+      query = query.substr(0, query.find('#'));
+      std::optional<Millis> over = parse_evict_over(query);
+      if (!over) return respond_json(400, json_error("bad over: expected a duration such as 30s, 500ms or 2m (at most 1d)"));
+      if (!server_->model_.evict(*name, *over)) return unknown_backend();
+      log::info("admin evict", {{"backend", *name}, {"over_ms", over->count()}, {"client", peer_}});
       return send_backend(*name);
     }
     if (nseg != 3 || (seg[2] != "state" && seg[2] != "weight")) return not_found();

@@ -778,6 +778,7 @@ void ClientConn::start_tunnel(std::string_view from_backend) {
   ++server_.router().backend(route_.backend).tunnels;
   server_.metrics().tunnel_opened(route_.backend);
   tunnel_counted_ = true;
+  if (!route_.key.empty()) server_.tunnel_opened(this, route_.key);
   head_.release();
   upstream_->release_head();
   set_deadline(server_.config().timeouts.tunnel);
@@ -1042,6 +1043,7 @@ void ClientConn::release_session() {
   if (tunnel_counted_) {
     --server_.router().backend(route_.backend).tunnels;
     server_.metrics().tunnel_closed(route_.backend);
+    if (!route_.key.empty()) server_.tunnel_closed(this, route_.key);
     tunnel_counted_ = false;
   }
 }

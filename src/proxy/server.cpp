@@ -2,6 +2,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <random>
 
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
@@ -33,6 +34,8 @@ Server::Server(uv_loop_t* loop, Config config, SharedState& shared, size_t worke
   uv_timer_init(loop_, &grace_timer_);
   uv_timer_init(loop_, &spread_timer_);
   uv_timer_init(loop_, &ticket_timer_);
+  uv_timer_init(loop_, &evict_timer_);
+  evict_timer_.data = this;
   sweep_timer_.data = this;
   grace_timer_.data = this;
   spread_timer_.data = this;
@@ -288,6 +291,8 @@ void Server::stop() {
   uv_timer_stop(&grace_timer_);
   uv_timer_stop(&spread_timer_);
   uv_timer_stop(&ticket_timer_);
+  uv_timer_stop(&evict_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&evict_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&spread_timer_), nullptr);
@@ -635,6 +640,16 @@ std::vector<BackendStatus> Server::backends(const std::vector<Counts>& others) {
     s.connections = b.connections;
     s.tunnels = b.tunnels;
     s.requests = b.requests;
+    if (const Eviction* e = eviction_of(static_cast<int>(i))) {
+      s.has_eviction = true;
+      s.eviction.over_ms = e->over_ms;
+      s.eviction.elapsed_ms = (e->done() ? e->ended_ms : now) - e->schedule.start();
+      s.eviction.total = e->schedule.total();
+      s.eviction.evicted = e->evicted;
+      s.eviction.gone = e->gone;
+      s.eviction.done = e->done();
+      s.eviction.cancelled = e->cancelled;
+    }
     if (b.config.discover >= 0 && static_cast<size_t>(b.config.discover) < config_.discover.size()) {
       s.discovered_by = config_.discover[static_cast<size_t>(b.config.discover)].name;
       s.identity = b.config.identity;
@@ -654,6 +669,8 @@ std::vector<BackendStatus> Server::backends(const std::vector<Counts>& others) {
 bool Server::set_state(std::string_view backend, AdminState s) {
   int b = router_.find_backend(backend);
   if (b < 0) return false;
+  if (s != AdminState::Drain)
+    if (Eviction* e = eviction_of(b); e && !e->done()) end_eviction(*e, /*cancelled=*/true);
   apply_state(b, s);
   broadcast([b, s](Server& w) { w.apply_state(b, s); });
   return true;
@@ -675,6 +692,113 @@ void Server::apply_state(int b, AdminState s) {
               {{"backend", router_.backend(b).config.name}, {"tunnels_closed", tunnels.size()},
                {"worker", worker_}});
   }
+}
+
+bool Server::evict(std::string_view backend, Millis over) {
+  int b = router_.find_backend(backend);
+  if (b < 0) return false;
+  set_state(backend, AdminState::Drain);  // no new sessions from now on
+  start_eviction(b, over);
+  return true;
+}
+
+Server::Eviction* Server::eviction_of(int backend) {
+  for (Eviction& e : evictions_)
+    if (e.backend == backend) return &e;
+  return nullptr;
+}
+
+void Server::start_eviction(int backend, Millis over) {
+  Eviction* e = eviction_of(backend);
+  if (!e) e = &evictions_.emplace_back();
+  *e = Eviction{};  // a new request restarts the pacing on what is left
+  e->backend = backend;
+  e->over_ms = over.count();
+  e->sids = router_.table().sessions_of_backend(static_cast<uint16_t>(backend));
+  // Random order: no client (e.g. the oldest) is always the first to move.
+  std::shuffle(e->sids.begin(), e->sids.end(), std::mt19937_64(std::random_device{}()));
+  e->schedule = PacedSchedule(now_ms(), e->over_ms, e->sids.size());
+  log::info("backend eviction started", {{"backend", router_.backend(backend).config.name},
+                                         {"sessions", e->sids.size()},
+                                         {"over_ms", e->over_ms}});
+  run_evictions();
+}
+
+void Server::end_eviction(Eviction& e, bool cancelled) {
+  e.ended_ms = now_ms();
+  e.cancelled = cancelled;
+  std::vector<std::string>().swap(e.sids);
+  log::info(cancelled ? "backend eviction cancelled" : "backend eviction done",
+            {{"backend", router_.backend(e.backend).config.name}, {"evicted", e.evicted},
+             {"left_on_their_own", e.gone}, {"ms", e.ended_ms - e.schedule.start()}});
+}
+
+void Server::evict_cb(uv_timer_t* t) { static_cast<Server*>(t->data)->run_evictions(); }
+
+void Server::run_evictions() {
+  AffinityTable& table = router_.table();
+  int64_t now = now_ms();
+  int64_t wake = -1;
+  for (Eviction& e : evictions_) {
+    if (e.done()) continue;
+    if (router_.backend(e.backend).config.removed) {  // a reload forgot its sessions
+      end_eviction(e, /*cancelled=*/true);
+      continue;
+    }
+    // Sessions that left on their own (closed, expired, re-pointed) count as gone: the
+    // rate of reconnects stays bounded by total / window whatever the clients do.
+    uint64_t not_evicted = e.schedule.total() - e.evicted;
+    e.gone = not_evicted - std::min<uint64_t>(table.sessions_of(static_cast<uint16_t>(e.backend)),
+                                              not_evicted);
+    size_t n = e.schedule.next_due(now) < 0 ? SIZE_MAX : e.schedule.to_close(now, e.evicted + e.gone);
+    std::vector<std::string> due;
+    while (n > 0 && e.next < e.sids.size()) {
+      std::string& sid = e.sids[e.next++];
+      if (!table.mark_evicted(sid, static_cast<uint16_t>(e.backend))) continue;  // had left
+      ++e.evicted;
+      --n;
+      due.push_back(std::move(sid));
+    }
+    if (!due.empty()) {
+      size_t closed = close_tunnels_of(due);
+      log::debug("sessions evicted", {{"backend", router_.backend(e.backend).config.name},
+                                      {"count", due.size()}, {"tunnels_closed", closed}});
+      auto shared = std::make_shared<const std::vector<std::string>>(std::move(due));
+      broadcast([shared](Server& s) { s.close_tunnels_of(*shared); });
+    }
+    if (e.next == e.sids.size()) {
+      e.gone = e.schedule.total() - e.evicted;
+      end_eviction(e, /*cancelled=*/false);
+      continue;
+    }
+    int64_t at = e.schedule.next_due(now);
+    if (at < 0) at = now;
+    wake = wake < 0 ? at : std::min(wake, at);
+  }
+  // At least 10 ms apart: at high rates a tick takes a batch (one message per worker).
+  if (wake >= 0)
+    uv_timer_start(&evict_timer_, evict_cb, static_cast<uint64_t>(std::max<int64_t>(wake - now, 10)), 0);
+}
+
+void Server::tunnel_opened(ClientConn* c, const std::string& sid) { tunnels_by_sid_.emplace(sid, c); }
+
+void Server::tunnel_closed(ClientConn* c, const std::string& sid) {
+  auto [first, last] = tunnels_by_sid_.equal_range(sid);
+  for (auto it = first; it != last; ++it)
+    if (it->second == c) {
+      tunnels_by_sid_.erase(it);
+      return;
+    }
+}
+
+size_t Server::close_tunnels_of(const std::vector<std::string>& sids) {
+  std::vector<ClientConn*> found;
+  for (const std::string& sid : sids) {
+    auto [first, last] = tunnels_by_sid_.equal_range(sid);
+    for (auto it = first; it != last; ++it) found.push_back(it->second);
+  }
+  for (ClientConn* c : found) c->close_now();  // unregisters itself
+  return found.size();
 }
 
 bool Server::set_weight(std::string_view backend, uint32_t w) {

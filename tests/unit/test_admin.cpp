@@ -79,6 +79,17 @@ struct FakeModel final : AdminModel {
     b->effective_weight = b->state == "ready" ? w : 0;
     return true;
   }
+  bool evict(std::string_view n, Millis over) override {
+    BackendStatus* b = find(n);
+    if (!b) return false;
+    b->state = "drain";
+    b->effective_weight = 0;
+    b->has_eviction = true;
+    b->eviction = {};
+    b->eviction.over_ms = over.count();
+    b->eviction.total = b->sessions;
+    return true;
+  }
   void metrics_text(std::string& out) override {
     ++metrics_calls;
     std::vector<std::string> names;
@@ -1054,4 +1065,62 @@ TEST_CASE("admin: a port in use is reported") {
   CHECK(to_string(AdminState::Drain) == std::string("drain"));
   CHECK(parse_admin_state("maint") == AdminState::Maint);
   CHECK_FALSE(parse_admin_state("MAINT"));
+}
+
+TEST_CASE("admin: the evict window comes from ?over=, in the config's duration syntax") {
+  CHECK(parse_evict_over("") == kDefaultEvictOver);
+  CHECK(parse_evict_over("x=1") == kDefaultEvictOver);
+  CHECK(parse_evict_over("over=30s") == Millis(30000));
+  CHECK(parse_evict_over("a=b&over=500ms") == Millis(500));
+  CHECK(parse_evict_over("over=2m") == Millis(120000));
+  CHECK(parse_evict_over("over=1.5s") == Millis(1500));
+  CHECK(parse_evict_over("over=10") == Millis(10000));  // bare seconds
+  CHECK(parse_evict_over("over=0s") == Millis(0));
+  CHECK(parse_evict_over("over=1d") == kMaxEvictOver);
+  CHECK(parse_evict_over("over=1s&over=3s") == Millis(3000));  // the last one, like query_param
+  CHECK(parse_evict_over("over=%33%30s") == Millis(30000));  // percent-decoded
+  for (const char* bad : {"over=", "over=-1s", "over=abc", "over=30x", "over=2d", "over=1e3",
+                          "over=30 s", "over"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_evict_over(bad));
+  }
+}
+
+TEST_CASE("admin: POST evict drains and answers the backend, bad windows 400, unknown 404") {
+  Harness h;
+  StderrCapture log;
+  h.run([](int port) {
+    Client c(port);
+    REQUIRE(c.connected());
+    auto call = [&](const std::string& raw) {
+      REQUIRE(c.send(raw));
+      auto r = c.read();
+      REQUIRE(r);
+      return *r;
+    };
+    Response r = call(put("/backends/n1/evict?over=10s", "", "", "POST"));
+    CHECK(r.status == 200);
+    CHECK(r.body.find("\"state\":\"drain\"") != std::string::npos);
+    CHECK(r.body.find("\"eviction\":{\"over_ms\":10000,\"elapsed_ms\":0,\"total\":10,"
+                      "\"evicted\":0,\"left_on_their_own\":0,\"done\":false,"
+                      "\"cancelled\":false}") != std::string::npos);
+    r = call(put("/backends/n2/evict", "", "", "POST"));
+    CHECK(r.status == 200);
+    CHECK(r.body.find("\"over_ms\":30000") != std::string::npos);
+    r = call(get("/backends"));
+    CHECK(r.body.find("\"eviction\"") != std::string::npos);
+    r = call(put("/backends/n1/evict?over=soon", "", "", "POST"));
+    CHECK(r.status == 400);
+    CHECK(r.body.find("bad over") != std::string::npos);
+    r = call(put("/backends/ghost/evict?over=10s", "", "", "POST"));
+    CHECK(r.status == 404);
+    CHECK(r.body == "{\"error\":\"unknown backend\"}\n");
+    r = call(get("/backends/n1/evict"));
+    CHECK(r.status == 405);
+    CHECK(r.header("allow") == "POST");
+  });
+  CHECK(h.model.find("n1")->eviction.over_ms == 10000);
+  CHECK(h.model.find("odd.name")->has_eviction == false);
+  CHECK(log.text().find(" info admin evict backend=n1 over_ms=10000 client=127.0.0.1\n") !=
+        std::string::npos);
 }
