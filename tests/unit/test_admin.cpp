@@ -353,6 +353,14 @@ struct Harness {
 
 const char* kJsonType = "application/json";
 
+// One request on `c` and its response (which must come).
+Response exchange(Client& c, const std::string& raw) {
+  REQUIRE(c.send(raw));
+  auto r = c.read();
+  REQUIRE(r);
+  return *r;
+}
+
 }  // namespace
 
 TEST_CASE("admin: GET endpoints") {
@@ -481,18 +489,13 @@ TEST_CASE("admin: 404 and 405") {
   });
 }
 
-TEST_CASE("admin: set state and weight, bad values, unknown backends") {
+TEST_CASE("admin: set state and weight, evict, bad values, unknown backends") {
   Harness h;
   StderrCapture log;
   h.run([](int port) {
     Client c(port);
     REQUIRE(c.connected());
-    auto call = [&](const std::string& raw) {
-      REQUIRE(c.send(raw));
-      auto r = c.read();
-      REQUIRE(r);
-      return *r;
-    };
+    auto call = [&](const std::string& raw) { return exchange(c, raw); };
 
     Response r = call(put("/backends/n1/state", "drain"));
     CHECK(r.status == 200);
@@ -550,6 +553,28 @@ TEST_CASE("admin: set state and weight, bad values, unknown backends") {
     r = call(put("/backends/%zz/weight", "1"));
     CHECK(r.status == 400);
 
+    // Paced eviction: drain, the eviction's JSON; bad windows and unknown backends.
+    r = call(put("/backends/odd.name/evict?over=10s", "", "", "POST"));
+    CHECK(r.status == 200);
+    CHECK(r.body.find("\"state\":\"drain\"") != std::string::npos);
+    CHECK(r.body.find("\"eviction\":{\"over_ms\":10000,\"elapsed_ms\":0,\"total\":0,"
+                      "\"evicted\":0,\"left_on_their_own\":0,\"done\":false,"
+                      "\"cancelled\":false}") != std::string::npos);
+    r = call(put("/backends/odd.name/evict", "", "", "POST"));
+    CHECK(r.status == 200);
+    CHECK(r.body.find("\"over_ms\":30000") != std::string::npos);
+    r = call(get("/backends"));
+    CHECK(r.body.find("\"eviction\"") != std::string::npos);
+    r = call(put("/backends/n1/evict?over=soon", "", "", "POST"));
+    CHECK(r.status == 400);
+    CHECK(r.body.find("bad over") != std::string::npos);
+    r = call(put("/backends/ghost/evict?over=10s", "", "", "POST"));
+    CHECK(r.status == 404);
+    CHECK(r.body == "{\"error\":\"unknown backend\"}\n");
+    r = call(get("/backends/n1/evict"));
+    CHECK(r.status == 405);
+    CHECK(r.header("allow") == "POST");
+
     // A body larger than 4 KiB: 413, and the connection ends.
     r = call(put("/backends/n1/state", std::string(4097, 'x')));
     CHECK(r.status == 413);
@@ -567,6 +592,10 @@ TEST_CASE("admin: set state and weight, bad values, unknown backends") {
   CHECK(text.find(" info admin set weight backend=n1 weight=5 ") != std::string::npos);
   CHECK(text.find(" info admin set weight backend=n2 weight=1000000 ") != std::string::npos);
   CHECK(text.find("ghost") == std::string::npos);  // only changes are logged
+  CHECK(h.model.find("odd.name")->eviction.over_ms == 30000);
+  CHECK(h.model.find("n1")->has_eviction == false);
+  CHECK(text.find(" info admin evict backend=odd.name over_ms=10000 client=127.0.0.1\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("admin: bearer token") {
@@ -1084,43 +1113,4 @@ TEST_CASE("admin: the evict window comes from ?over=, in the config's duration s
     CAPTURE(bad);
     CHECK_FALSE(parse_evict_over(bad));
   }
-}
-
-TEST_CASE("admin: POST evict drains and answers the backend, bad windows 400, unknown 404") {
-  Harness h;
-  StderrCapture log;
-  h.run([](int port) {
-    Client c(port);
-    REQUIRE(c.connected());
-    auto call = [&](const std::string& raw) {
-      REQUIRE(c.send(raw));
-      auto r = c.read();
-      REQUIRE(r);
-      return *r;
-    };
-    Response r = call(put("/backends/n1/evict?over=10s", "", "", "POST"));
-    CHECK(r.status == 200);
-    CHECK(r.body.find("\"state\":\"drain\"") != std::string::npos);
-    CHECK(r.body.find("\"eviction\":{\"over_ms\":10000,\"elapsed_ms\":0,\"total\":10,"
-                      "\"evicted\":0,\"left_on_their_own\":0,\"done\":false,"
-                      "\"cancelled\":false}") != std::string::npos);
-    r = call(put("/backends/n2/evict", "", "", "POST"));
-    CHECK(r.status == 200);
-    CHECK(r.body.find("\"over_ms\":30000") != std::string::npos);
-    r = call(get("/backends"));
-    CHECK(r.body.find("\"eviction\"") != std::string::npos);
-    r = call(put("/backends/n1/evict?over=soon", "", "", "POST"));
-    CHECK(r.status == 400);
-    CHECK(r.body.find("bad over") != std::string::npos);
-    r = call(put("/backends/ghost/evict?over=10s", "", "", "POST"));
-    CHECK(r.status == 404);
-    CHECK(r.body == "{\"error\":\"unknown backend\"}\n");
-    r = call(get("/backends/n1/evict"));
-    CHECK(r.status == 405);
-    CHECK(r.header("allow") == "POST");
-  });
-  CHECK(h.model.find("n1")->eviction.over_ms == 10000);
-  CHECK(h.model.find("odd.name")->has_eviction == false);
-  CHECK(log.text().find(" info admin evict backend=n1 over_ms=10000 client=127.0.0.1\n") !=
-        std::string::npos);
 }
