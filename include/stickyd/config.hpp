@@ -69,6 +69,10 @@ struct DiscoverConfig {
   TlsClientConfig tls;                    // as for static backends (sni: the SRV target)
   uint32_t max = 64;                      // at most this many backends from this entry
   Millis hold{30000};  // a backend gone from DNS is removed after this long with no session
+  // A backend gone from DNS (a terminating pod) has its sessions moved off evenly over this
+  // (paced eviction; within Kubernetes' default 30 s termination grace); 0: they stay until
+  // they end or the node dies.
+  Millis evict_over{20000};
   int line = 0, column = 0;
 };
 
@@ -214,6 +218,10 @@ struct HealthCheckConfig {
   uint32_t fall = 3;            // consecutive failures to go down
   Millis slow_start{0};         // weight ramps from ~0 to full over this after coming back
   uint32_t passive_fall = 3;    // consecutive connect failures/resets of real traffic -> down
+  // A node marked down may still carry websocket tunnels (it answers, but fails its checks):
+  // they are moved off evenly over this (paced eviction), cancelled if it comes back up;
+  // 0: they stay open.
+  Millis evict_over{30000};
 };
 
 struct AdminConfig {

@@ -66,6 +66,9 @@ class HealthChecker {
  public:
   // on_change(backend index, new state, reason): called on every transition.
   using ChangeFn = std::function<void(int backend, Health state, const std::string& reason)>;
+  // The reason of a Down says the node answered the check (a wrong status): it is still
+  // reachable, and its sessions can be moved off at a pace rather than dropped at once.
+  static bool answered(std::string_view reason) { return reason.rfind("status ", 0) == 0; }
 
   // `cfg` must outlive this object. Creates the per-backend timers; starts nothing.
   HealthChecker(uv_loop_t* loop, const Config& cfg, ChangeFn on_change);

@@ -125,6 +125,13 @@ class ClientConn final : public Socket, private RequestSink {
   void drain();
   // Backend of the websocket tunnel this connection carries, else -1.
   int tunnel_backend() const { return state_ == State::Tunnel ? route_.backend : -1; }
+  // The sid of a polling GET waiting for its answer (no response byte sent yet), else "".
+  std::string_view held_poll_sid() const {
+    return state_ == State::Forwarding && route_.engineio && !route_.handshake && method_get_ &&
+                   !upgrade_requested_
+               ? std::string_view(route_.key)
+               : std::string_view();
+  }
 
   // Events from the UpstreamConn serving the current exchange.
   void upstream_connected();
@@ -238,6 +245,7 @@ class ClientConn final : public Socket, private RequestSink {
   bool pinned_ = false;
   bool head_request_ = false;
   bool upgrade_requested_ = false;
+  bool method_get_ = false;
   bool keep_alive_ = true;
   bool close_after_response_ = false;
   bool client_eof_ = false;
@@ -336,7 +344,8 @@ class Server final : public AdminModel {
   // Websocket tunnels by session id, per worker, for evictions.
   void tunnel_opened(ClientConn* c, const std::string& sid);
   void tunnel_closed(ClientConn* c, const std::string& sid);
-  size_t close_tunnels_of(const std::vector<std::string>& sids);  // how many closed
+  // Tunnels and held polls of these sessions (a paced eviction's turn); how many closed.
+  size_t close_sessions_of(const std::vector<std::string>& sids);
 
  private:
   // One worker's counters, copied on its own thread for the admin API of worker 0.
@@ -374,10 +383,12 @@ class Server final : public AdminModel {
     uint64_t gone = 0;              // left on their own
     int64_t ended_ms = -1;
     bool cancelled = false;
+    const char* cause = "admin";    // "admin", "left DNS", "health down"
     bool done() const { return ended_ms >= 0; }
   };
   Eviction* eviction_of(int backend);
-  void start_eviction(int backend, Millis over);
+  void set_paced_down(int backend, bool on);  // worker 0, applied on every worker
+  void start_eviction(int backend, Millis over, const char* cause = "admin");
   void end_eviction(Eviction& e, bool cancelled);
   void run_evictions();  // closes what is due, re-arms evict_timer_ at the next due time
   static void sweep_cb(uv_timer_t* t);

@@ -37,6 +37,9 @@ struct BackendState {
   uint32_t tunnels = 0;     // open websocket tunnels
   uint32_t connections = 0; // open connections to it (pooled ones included)
   uint32_t connecting = 0;  // connects in progress
+  // Down by its checks but still answering, while a paced eviction moves its sessions off:
+  // the sessions not yet evicted are still routed to it (no new ones are).
+  bool paced_down = false;
 };
 
 enum class KeySource : uint8_t { None, Query, Cookie, ServerCookie };

@@ -216,6 +216,12 @@ void Loader::load_discover_entry(const YAML::Node& item, Config& cfg) {
                        if (!h) return void(ok = false);
                        d.hold = *h;
                      }},
+                    {"evict_over",
+                     [&](const YAML::Node& k, const YAML::Node& v) {
+                       auto e = get_duration(v, k, true);
+                       if (!e) return void(ok = false);
+                       d.evict_over = *e;
+                     }},
                     {"tls",
                      [&](const YAML::Node& k, const YAML::Node& v) {
                        if (auto t = load_tls_client(k, v)) d.tls = std::move(*t);
@@ -459,6 +465,10 @@ void Loader::load_health(const YAML::Node& key, const YAML::Node& value, Config&
                   if (auto d = get_duration(v, k, true)) h.slow_start = *d;
                 }},
                count("passive_fall", h.passive_fall, 0),
+               {"evict_over",
+                [&](const YAML::Node& k, const YAML::Node& v) {
+                  if (auto d = get_duration(v, k, true)) h.evict_over = *d;
+                }},
            });
   if (interval_bad || timeout_bad || h.timeout <= h.interval) return;
   const std::string why = "health check timeout (" + ms_text(h.timeout) +

@@ -200,6 +200,7 @@ void ClientConn::on_request_head() {
   // nothing but a websocket can become a tunnel (no h2c smuggling).
   upgrade_requested_ = false;
   upgrade_value_.clear();
+  method_get_ = method == HTTP_GET;
   if (reader_.wants_upgrade()) {
     if (method == HTTP_GET)
       upgrade_value_ = allowed_upgrade(head_.get("upgrade"), server_.config().upgrade_protocols);

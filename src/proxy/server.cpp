@@ -209,6 +209,10 @@ void Server::apply_discovery_drains() {
       if (router_.backend(static_cast<int>(i)).admin == AdminState::Ready) {
         dns_drained_.push_back(b.name);
         set_state(b.name, AdminState::Drain);
+        // A pod leaves DNS before it stops: move its sessions off at a steady pace now
+        // rather than all at once when it dies.
+        Millis over = config_.discover[static_cast<size_t>(b.discover)].evict_over;
+        if (over.count() > 0) start_eviction(static_cast<int>(i), over, "left DNS");
       }
     } else if (!draining && mine != dns_drained_.end()) {
       dns_drained_.erase(mine);
@@ -256,10 +260,28 @@ void Server::sweep_cb(uv_timer_t* t) {
 }
 
 void Server::on_health(int backend, Health h, const std::string& reason) {
+  bool was_down = router_.backend(backend).health == Health::Down;
   apply_health(backend, h);
   if (h != Health::Unchecked) metrics_.health_transition(backend, h == Health::Up);
-  (void)reason;  // the checker logs every transition with its reason
   broadcast([backend, h](Server& s) { s.apply_health(backend, h); });
+  // Down while it still answers (its checks fail with a status): its sessions keep routing to
+  // it until their turn in a paced eviction, so its clients move off at a steady pace, not in
+  // one burst. Unreachable: nothing to pace, its sessions get Engine.IO's 400 at once.
+  Millis over = config_.health.evict_over;
+  Eviction* e = eviction_of(backend);
+  bool running = e && !e->done();
+  if (h == Health::Down && !was_down && over.count() > 0 && !running &&
+      HealthChecker::answered(reason)) {
+    set_paced_down(backend, true);
+    start_eviction(backend, over, "health down");
+  } else if (h == Health::Up && running && std::string_view(e->cause) == "health down") {
+    end_eviction(*e, /*cancelled=*/true);
+  }
+}
+
+void Server::set_paced_down(int backend, bool on) {
+  router_.backend(backend).paced_down = on;
+  broadcast([backend, on](Server& s) { s.router().backend(backend).paced_down = on; });
 }
 
 void Server::apply_health(int backend, Health h) { router_.set_health(backend, h, now_ms()); }
@@ -271,6 +293,10 @@ void Server::connect_result(int backend, bool ok) {
 }
 
 void Server::report_traffic(int backend, bool ok) {
+  // A node being evicted at a pace because it failed its checks stopped answering too: its
+  // remaining sessions are told to re-handshake at once.
+  if (!ok && router_.backend(backend).paced_down)
+    if (Eviction* e = eviction_of(backend); e && !e->done()) end_eviction(*e, /*cancelled=*/true);
   if (health_) health_->report_traffic(backend, ok);
 }
 
@@ -708,11 +734,12 @@ Server::Eviction* Server::eviction_of(int backend) {
   return nullptr;
 }
 
-void Server::start_eviction(int backend, Millis over) {
+void Server::start_eviction(int backend, Millis over, const char* cause) {
   Eviction* e = eviction_of(backend);
   if (!e) e = &evictions_.emplace_back();
   *e = Eviction{};  // a new request restarts the pacing on what is left
   e->backend = backend;
+  e->cause = cause;
   e->over_ms = over.count();
   e->sids = router_.table().sessions_of_backend(static_cast<uint16_t>(backend));
   // Random order: no client (e.g. the oldest) is always the first to move.
@@ -720,13 +747,15 @@ void Server::start_eviction(int backend, Millis over) {
   e->schedule = PacedSchedule(now_ms(), e->over_ms, e->sids.size());
   log::info("backend eviction started", {{"backend", router_.backend(backend).config.name},
                                          {"sessions", e->sids.size()},
-                                         {"over_ms", e->over_ms}});
+                                         {"over_ms", e->over_ms},
+                                         {"cause", cause}});
   run_evictions();
 }
 
 void Server::end_eviction(Eviction& e, bool cancelled) {
   e.ended_ms = now_ms();
   e.cancelled = cancelled;
+  if (router_.backend(e.backend).paced_down) set_paced_down(e.backend, false);
   std::vector<std::string>().swap(e.sids);
   log::info(cancelled ? "backend eviction cancelled" : "backend eviction done",
             {{"backend", router_.backend(e.backend).config.name}, {"evicted", e.evicted},
@@ -760,11 +789,11 @@ void Server::run_evictions() {
       due.push_back(std::move(sid));
     }
     if (!due.empty()) {
-      size_t closed = close_tunnels_of(due);
+      size_t closed = close_sessions_of(due);
       log::debug("sessions evicted", {{"backend", router_.backend(e.backend).config.name},
                                       {"count", due.size()}, {"tunnels_closed", closed}});
       auto shared = std::make_shared<const std::vector<std::string>>(std::move(due));
-      broadcast([shared](Server& s) { s.close_tunnels_of(*shared); });
+      broadcast([shared](Server& s) { s.close_sessions_of(*shared); });
     }
     if (e.next == e.sids.size()) {
       e.gone = e.schedule.total() - e.evicted;
@@ -791,12 +820,18 @@ void Server::tunnel_closed(ClientConn* c, const std::string& sid) {
     }
 }
 
-size_t Server::close_tunnels_of(const std::vector<std::string>& sids) {
+size_t Server::close_sessions_of(const std::vector<std::string>& sids) {
   std::vector<ClientConn*> found;
   for (const std::string& sid : sids) {
     auto [first, last] = tunnels_by_sid_.equal_range(sid);
     for (auto it = first; it != last; ++it) found.push_back(it->second);
   }
+  // A polling session waits in a held GET for up to pingInterval: closed too, its client
+  // reconnects at its turn rather than at its next ping (which clients that connected
+  // together send together). Nothing is lost: the session is evicted anyway.
+  std::unordered_set<std::string_view> due(sids.begin(), sids.end());
+  for (auto& [c, _] : clients_)
+    if (std::string_view sid = c->held_poll_sid(); !sid.empty() && due.count(sid)) found.push_back(c);
   for (ClientConn* c : found) c->close_now();  // unregisters itself
   return found.size();
 }

@@ -54,7 +54,8 @@ Router::Router(const Config& cfg, AffinityTable* shared_table)
 
 bool Router::serves_sessions(int b) const {
   const BackendState& s = backends_[static_cast<size_t>(b)];
-  return s.admin != AdminState::Maint && s.health != Health::Down && !s.config.removed;
+  return s.admin != AdminState::Maint && (s.health != Health::Down || s.paced_down) &&
+         !s.config.removed;
 }
 
 uint32_t Router::effective_weight(int b, int64_t now_ms) const {

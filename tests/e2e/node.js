@@ -18,6 +18,8 @@
 // HTTP:       GET /whoami -> {"node": name, "cookie": <Cookie header or null>} (chunked body)
 //             GET /setserverid -> like /whoami, plus `Set-Cookie: SERVERID=<name>; path=/`
 //             GET /stats  -> JSON with every counter below (Content-Length body)
+//             GET /health -> 200, or 503 after PUT /health/fail (PUT /health/ok: 200 again):
+//                            a node that fails its checks while it still serves
 // Counters:   every sid this node ever created; Engine.IO connection_error by code; requests
 //             and upgrades per method; "foreign" requests (a `sid` query parameter that this
 //             node never created); OPTIONS per owned sid; requests carrying the `io` cookie.
@@ -150,6 +152,8 @@ function account(req, kind) {
 
 // Non-Engine.IO routes. This listener is registered BEFORE Socket.IO attaches, so engine.io
 // keeps it and calls it only for requests outside its path.
+let healthy = true;
+
 function appHandler(req, res) {
   const path = req.url.split('?')[0];
   if (req.method === 'GET' && path === '/whoami') {
@@ -163,6 +167,12 @@ function appHandler(req, res) {
     // An application that sets HAProxy's cookie itself (server_cookie mode rewrite).
     res.writeHead(200, { 'Content-Type': 'application/json', 'Set-Cookie': `SERVERID=${NAME}; path=/` });
     res.end(JSON.stringify({ node: NAME, cookie: req.headers.cookie ?? null }));
+    return;
+  }
+  if (path === '/health' || path === '/health/fail' || path === '/health/ok') {
+    if (req.method === 'PUT') healthy = path === '/health/ok';
+    res.writeHead(healthy || req.method === 'PUT' ? 200 : 503, { 'Content-Type': 'text/plain', 'Content-Length': 3 });
+    res.end(healthy ? 'ok\n' : 'ko\n');
     return;
   }
   if (req.method === 'GET' && path === '/stats') {

@@ -740,6 +740,7 @@ TEST_SUITE("config: persistence, balancing, health, admin, headers") {
     CHECK(h.fall == 3);
     CHECK(h.slow_start == 0ms);
     CHECK(h.passive_fall == 3);
+    CHECK(h.evict_over == 30000ms);
     CHECK_FALSE(c.admin.enabled);
     CHECK(c.admin.listen.text == "127.0.0.1:9901");
     CHECK(c.admin.listen.port() == 9901);
@@ -1164,6 +1165,8 @@ TEST_SUITE("config: persistence, balancing, health, admin, headers") {
     CHECK(load_ok(with("health: {expect_status: 599}\n")).health.expect_status == 599);
     CHECK(load_ok(with("health: {slow_start: 0}\n")).health.slow_start == 0ms);
     CHECK(load_ok(with("health: {passive_fall: 100}\n")).health.passive_fall == 100);
+    CHECK(load_ok(with("health: {evict_over: 0}\n")).health.evict_over == 0ms);
+    CHECK(load_ok(with("health: {evict_over: 2m}\n")).health.evict_over == 120000ms);
     // Lowering the interval and timeout together keeps them consistent.
     CHECK(load_ok(with("health: {interval: 500ms, timeout: 200ms}\n")).health.interval == 500ms);
   }
@@ -1888,7 +1891,7 @@ TEST_SUITE("config: discovery") {
         "resolvers: {nameservers: [\"127.0.0.1:5353\", 10.96.0.10, \"[::1]:53\"], interval: 2s, timeout: 300ms}\n"
         "backends:\n"
         "  - {name: n1, address: 127.0.0.1:3001}\n"
-        "  - discover: {name: io.app.svc.cluster.local, type: A, port: 3000, weight: 2, max: 8, hold: 10s}\n"
+        "  - discover: {name: io.app.svc.cluster.local, type: A, port: 3000, weight: 2, max: 8, hold: 10s, evict_over: 0s}\n"
         "  - discover: {name: _http._tcp.io.app.svc.cluster.local, type: srv}\n");
     REQUIRE(c.backends.size() == 1);
     REQUIRE(c.discover.size() == 2);
@@ -1900,7 +1903,9 @@ TEST_SUITE("config: discovery") {
     CHECK(c.discover[0].hold == Millis(10000));
     CHECK(c.discover[1].type == DiscoverType::SRV);
     CHECK(c.discover[1].port == 0);
+    CHECK(c.discover[0].evict_over == Millis(0));
     CHECK(c.discover[1].hold == Millis(30000));  // defaults
+    CHECK(c.discover[1].evict_over == Millis(20000));
     CHECK(c.discover[1].max == 64);
     CHECK(c.resolvers.nameservers ==
           std::vector<std::string>{"127.0.0.1:5353", "10.96.0.10:53", "[::1]:53"});

@@ -237,14 +237,14 @@ test('v1. scale up while clients run: the new node takes new sessions within two
   });
 });
 
-test('v2. scale down: the node leaves DNS while alive (drain), its sessions finish; then it dies: its clients move at once, it is removed', { timeout: 60000 }, async (t) => {
+test('v2. scale down with evict_over 0: the node leaves DNS while alive (drain), its sessions finish; then it dies: its clients move at once, it is removed', { timeout: 60000 }, async (t) => {
   await withEnv(t, async (env) => {
     const [, , n3] = await env.startPods(['n1', 'n2', 'n3']);
     const P = env.port;
     const name3 = `${ip(3)}_${P}`;
     const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
     const p = await env.stickyd({
-      discover: [{ name: 'io.test', type: 'A', port: P, hold: '20s' }],
+      discover: [{ name: 'io.test', type: 'A', port: P, hold: '20s', evict_over: '0s' }],
       resolvers: { nameservers: [dns.address], interval: '300ms' },
       extra: { health: { interval: '300ms', timeout: '250ms', rise: 1, fall: 2, path: '/whoami' } },
       timeouts: { connect: '1s' },
@@ -918,5 +918,44 @@ test('v19. SIGUSR2 with discovered backends: the new process learns the old tabl
       process.kill(newPid, 'SIGTERM');
       if (!p.child.stderr.readableEnded) await h.once(p.child.stderr, 'end', 10000, 'new process exit');
     }
+  });
+});
+
+test('v20. scale down (default paced eviction): a node that leaves DNS has its clients moved off at a steady pace while it is still alive; all end on other nodes; then it is removed', { timeout: 60000 }, async (t) => {
+  await withEnv(t, async (env) => {
+    await env.startPods(['n1', 'n2', 'n3']);
+    const P = env.port;
+    const name3 = `${ip(3)}_${P}`;
+    const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P, hold: '1s', evict_over: '3s' }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+    });
+    await p.waitForLine(/ info backends discovered backends=3 /, 3000 * h.SCALE, 'first set');
+    // Long-running clients with Socket.IO's reconnection: they must all survive the scale-down.
+    const reconnects = [];
+    const firstAcks = h.counter();
+    const running = clients(p.url, 24, {
+      messages: 60, gapMin: 80, gapMax: 120, tag: 'e', reconnect: true,
+      onAck: (r) => r.acks.length === 1 && firstAcks.add(),
+      onConnect: (r) => r.sessions && r.sessions.length > 1 && reconnects.push(Date.now()),
+    });
+    await firstAcks.reach(24, 15000 * h.SCALE, 'every client acked once');
+    const onN3 = (await p.backends())[name3].sessions;
+    assert.ok(onN3 >= 3, `sessions on n3: ${onN3}`);
+    const from = p.stderr.length;
+    const leftAt = await dns.setHosts([1, 2].map((k) => `${ip(k)} io.test`));
+    const started = await p.waitForLine(/backend eviction started .*cause="left DNS"/, 3000 * h.SCALE, 'eviction on DNS removal', from);
+    assert.match(started, new RegExp(`backend=${esc(name3)}\\b`));
+    await p.waitForLine(discoLine('backend removed', name3), 10000 * h.SCALE, 'n3 removed once its sessions moved', from);
+    const results = await running;
+    for (const r of results) {
+      assert.ok(r.ok, `client ${r.index}: ${r.error}`);
+      assert.notEqual(r.acks[r.acks.length - 1].node, 'n3', `client ${r.index} still on n3 at the end`);
+    }
+    const moved = results.filter((r) => new Set(r.acks.map((a) => a.node)).has('n3'));
+    const span = reconnects.length ? Math.max(...reconnects) - Math.min(...reconnects) : 0;
+    t.diagnostic(`DNS removal: ${moved.length} clients moved off n3 over ${span} ms (evict_over 3s), removal ${Date.now() - leftAt} ms after the change`);
+    assert.ok(moved.length >= 3, `clients that were on n3: ${moved.length}`);
   });
 });

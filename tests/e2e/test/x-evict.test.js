@@ -140,3 +140,34 @@ test('x. evict over 10s paces the reconnections (about sessions/window per secon
     few.forEach((c) => c.close());
   });
 });
+
+test('x2. a node marked down by its health checks while it still serves: its clients (websocket and polling) move off at the health.evict_over pace; it comes back up', { timeout: 120000 }, async (t) => {
+  const proxyOpts = {
+    extra: {
+      admin: { listen: '127.0.0.1:0', token: TOKEN },
+      health: { path: '/health', interval: '300ms', timeout: '250ms', rise: 1, fall: 2, evict_over: '6s' },
+    },
+  };
+  await h.scenario(t, { proxyOpts }, async (env) => {
+    const p = env.proxy;
+    const put = (path, body) => p.admin('PUT', path, { body, token: TOKEN });
+    for (const n of ['n1', 'n2', 'n3']) await p.waitForLine(new RegExp(` info backend up backend=${n}\\b`), 5000, `${n} up`);
+    const clients = await clientsOnN2(env, put, 'hc', 30);
+    const n2 = env.cluster.nodes.find((n) => n.name === 'n2');
+    const fail = await h.request({ port: Number(n2.address.split(':').pop()), method: 'PUT', path: '/health/fail' });
+    assert.equal(fail.status, 200);
+    const t0 = Date.now();
+    const from = p.stderr.length;
+    const started = await p.waitForLine(/backend eviction started backend=n2 .*cause="health down"/, 5000, 'eviction on health down', from);
+    assert.match(started, /sessions=30\b/);
+    const r = await reconnections(env, clients, t0, 30000, 'every client on another node');
+    t.diagnostic(`health down, evict_over 6s: reconnects per second ${JSON.stringify(r.perSecond)} (peak ${r.peak}/s, over ${r.span} ms)`);
+    // 30 sessions over 6 s is 5/s; Socket.IO's own backoff (1 s +- 50 %) adds jitter.
+    assert.ok(r.peak <= 2 * Math.ceil(30 / 6) + 3, `peak ${r.peak}/s`);
+    assert.ok(r.span >= 3000, `reconnections spread over ${r.span} ms`);
+    for (const c of clients) c.close();
+    // Back up: a new eviction would be cancelled; the node takes sessions again.
+    await h.request({ port: Number(n2.address.split(':').pop()), method: 'PUT', path: '/health/ok' });
+    await p.waitForLine(/ info backend up backend=n2\b/, 5000, 'n2 up again', from);
+  });
+});
