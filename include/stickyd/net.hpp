@@ -16,6 +16,19 @@
 
 namespace stickyd {
 
+// A libuv handle allocated on the heap because it must outlive its owner until libuv is done
+// with it: closes it and frees it from its close callback; `h` becomes null, and its `data`
+// is cleared first so a callback still queued finds no owner. No-op on null.
+template <typename Handle>
+void close_and_free(Handle*& h) {
+  if (!h) return;
+  Handle* handle = h;
+  h = nullptr;
+  handle->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle),
+           [](uv_handle_t* x) { std::unique_ptr<Handle> owned(reinterpret_cast<Handle*>(x)); });
+}
+
 namespace tls {
 class Session;
 }

@@ -42,7 +42,7 @@ std::string peer_ip(const uv_tcp_t* tcp) {
 
 Listener::Listener(uv_loop_t* loop, const SocketAddress& addr,
                    std::function<void(uv_stream_t*)> on_conn)
-    : handle_(new uv_tcp_t), addr_(addr), on_conn_(std::move(on_conn)) {
+    : handle_(std::make_unique<uv_tcp_t>().release()), addr_(addr), on_conn_(std::move(on_conn)) {
   uv_tcp_init(loop, handle_);
   handle_->data = this;
   open_ = true;
@@ -134,10 +134,8 @@ std::string Listener::bound_address() const {
 void Listener::close() {
   if (!open_) return;
   open_ = false;
-  handle_->data = nullptr;
   // The handle is freed by its close callback, after this object may be gone.
-  uv_close(reinterpret_cast<uv_handle_t*>(handle_),
-           [](uv_handle_t* h) { std::unique_ptr<uv_tcp_t> owned(reinterpret_cast<uv_tcp_t*>(h)); });
+  close_and_free(handle_);
 }
 
 void Listener::connection_cb(uv_stream_t* server, int status) {

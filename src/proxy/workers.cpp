@@ -5,6 +5,7 @@
 #include <future>
 
 #include "stickyd/log.hpp"
+#include "stickyd/net.hpp"
 #include "stickyd/proxy.hpp"
 #include "stickyd/upgrade.hpp"
 
@@ -55,10 +56,7 @@ void Mailbox::close() {
     async_ = nullptr;
     queue_.clear();
   }
-  if (!a) return;
-  a->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(a),
-           [](uv_handle_t* h) { std::unique_ptr<uv_async_t> owned(reinterpret_cast<uv_async_t*>(h)); });
+  close_and_free(a);
 }
 
 void Mailbox::wake_cb(uv_async_t* a) {

@@ -136,7 +136,7 @@ TableSync::TableSync(uv_loop_t* loop, Workers& workers, int fd, HandoverDecoder:
 TableSync::~TableSync() { close(); }
 
 void TableSync::start() {
-  pipe_ = new uv_pipe_t;  // freed by its close callback
+  pipe_ = std::make_unique<uv_pipe_t>().release();  // freed by close_and_free
   uv_pipe_init(loop_, pipe_, 0);
   pipe_->data = this;
   if (uv_pipe_open(pipe_, fd_) != 0) {
@@ -144,7 +144,7 @@ void TableSync::start() {
     end("cannot use the hand-over socket");
     return;
   }
-  async_ = new uv_async_t;
+  async_ = std::make_unique<uv_async_t>().release();
   uv_async_init(loop_, async_, async_cb);
   async_->data = this;
   // Neither keeps the loop alive: the process ends when its servers have stopped.
@@ -282,18 +282,8 @@ void TableSync::close() {
     closed_ = true;
     pending_.clear();
   }
-  if (pipe_) {
-    pipe_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(pipe_),
-             [](uv_handle_t* h) { std::unique_ptr<uv_pipe_t> owned(reinterpret_cast<uv_pipe_t*>(h)); });
-    pipe_ = nullptr;
-  }
-  if (async_) {
-    async_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(async_),
-             [](uv_handle_t* h) { std::unique_ptr<uv_async_t> owned(reinterpret_cast<uv_async_t*>(h)); });
-    async_ = nullptr;
-  }
+  close_and_free(pipe_);
+  close_and_free(async_);
 }
 
 // ---- Upgrader (old process)
@@ -363,16 +353,14 @@ void Upgrader::start() {
   opts.exit_cb = exit_cb;
   opts.stdio_count = static_cast<int>(stdio.size());
   opts.stdio = stdio.data();
-  process_ = new uv_process_t;  // freed by its close callback
+  process_ = std::make_unique<uv_process_t>().release();  // freed by close_and_free
   process_->data = this;
   int r = uv_spawn(loop_, process_, &opts);
   ::close(sv[1]);
   if (r != 0) {
     ::close(sv[0]);
     // libuv initialises the handle even when the spawn fails: it is closed like any other.
-    uv_close(reinterpret_cast<uv_handle_t*>(process_),
-             [](uv_handle_t* h) { std::unique_ptr<uv_process_t> owned(reinterpret_cast<uv_process_t*>(h)); });
-    process_ = nullptr;
+    close_and_free(process_);
     log::error("upgrade failed: cannot start the new binary; still serving",
                {{"binary", exe_}, {"error", uv_strerror(r)}});
     return;
@@ -450,7 +438,7 @@ void Upgrader::start() {
   log::info("upgrade: new process started; handing over",
             {{"pid", child_pid_}, {"binary", exe_}, {"sockets", stdio.size() - 4}});
 
-  timer_ = new uv_timer_t;
+  timer_ = std::make_unique<uv_timer_t>().release();
   uv_timer_init(loop_, timer_);
   timer_->data = this;
   uv_timer_start(timer_, timer_cb, kReadyTimeoutMs, 0);
@@ -467,9 +455,7 @@ void Upgrader::exit_cb(uv_process_t* p, int64_t status, int term_signal) {
   } else if (self->ready_) {
     log::warn("upgrade: the new process ended", {{"pid", self->child_pid_}, {"how", how}});
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(p),
-           [](uv_handle_t* h) { std::unique_ptr<uv_process_t> owned(reinterpret_cast<uv_process_t*>(h)); });
-  if (self->process_ == p) self->process_ = nullptr;
+  if (self->process_ == p) close_and_free(self->process_);
 }
 
 void Upgrader::timer_cb(uv_timer_t* t) {
@@ -494,18 +480,8 @@ void Upgrader::close() {
     sync_->on_end = nullptr;
     sync_->close();
   }
-  if (timer_) {
-    timer_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-             [](uv_handle_t* h) { std::unique_ptr<uv_timer_t> owned(reinterpret_cast<uv_timer_t*>(h)); });
-    timer_ = nullptr;
-  }
-  if (process_) {
-    process_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(process_),
-             [](uv_handle_t* h) { std::unique_ptr<uv_process_t> owned(reinterpret_cast<uv_process_t*>(h)); });
-    process_ = nullptr;
-  }
+  close_and_free(timer_);
+  close_and_free(process_);
 }
 
 // ---- the new process
