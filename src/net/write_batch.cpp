@@ -7,12 +7,9 @@
 #include <utility>
 
 #ifdef __linux__
-#include <linux/io_uring.h>
-#include <sys/mman.h>
+#include <liburing.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
-#include <unistd.h>
 #endif
 
 #include "stickyd/log.hpp"
@@ -26,86 +23,38 @@ constexpr unsigned kRingEntries = 256;      // SENDMSGs per io_uring_enter; more
 constexpr size_t kArenaKeep = 256 * 1024;  // the arena shrinks back to this after a burst
 }  // namespace
 
-// The kernel's submission and completion rings, mapped into this process. Only what a batch
-// of sends needs: no SQPOLL, no registered buffers or files. Single-threaded (one loop).
+// The kernel's submission and completion rings, through liburing. Only what a batch of sends
+// needs: no SQPOLL, no registered buffers or files. Single-threaded (one loop).
 struct WriteBatch::Ring {
 #ifdef __linux__
-  int fd = -1;
-  void* sq_map = MAP_FAILED;
-  size_t sq_map_len = 0;
-  void* cq_map = MAP_FAILED;  // the same mapping as sq_map with IORING_FEAT_SINGLE_MMAP
-  size_t cq_map_len = 0;
-  io_uring_sqe* sqes = static_cast<io_uring_sqe*>(MAP_FAILED);
-  size_t sqes_len = 0;
-  unsigned* sq_head = nullptr;
-  unsigned* sq_tail = nullptr;
-  unsigned sq_mask = 0;
+  io_uring ring{};
+  bool open_ = false;
   unsigned sq_entries = 0;
-  unsigned* sq_array = nullptr;
-  unsigned* cq_head = nullptr;
-  unsigned* cq_tail = nullptr;
-  unsigned cq_mask = 0;
-  io_uring_cqe* cqes = nullptr;
 
   ~Ring() {
-    if (sqes != MAP_FAILED) munmap(sqes, sqes_len);
-    if (cq_map != MAP_FAILED && cq_map != sq_map) munmap(cq_map, cq_map_len);
-    if (sq_map != MAP_FAILED) munmap(sq_map, sq_map_len);
-    if (fd >= 0) ::close(fd);
+    if (open_) io_uring_queue_exit(&ring);
   }
 
   static std::unique_ptr<Ring> open(std::string& why) {
     auto r = std::make_unique<Ring>();
     io_uring_params p{};
     p.flags = IORING_SETUP_SUBMIT_ALL;  // one refused SQE must not stop the others (5.18+)
-    r->fd = static_cast<int>(syscall(__NR_io_uring_setup, kRingEntries, &p));
-    if (r->fd < 0 && errno == EINVAL) {
+    int e = io_uring_queue_init_params(kRingEntries, &r->ring, &p);
+    if (e == -EINVAL) {
       p = io_uring_params{};
-      r->fd = static_cast<int>(syscall(__NR_io_uring_setup, kRingEntries, &p));
+      e = io_uring_queue_init_params(kRingEntries, &r->ring, &p);
     }
-    if (r->fd < 0) {
-      why = std::string("io_uring_setup: ") + std::strerror(errno);
+    if (e < 0) {
+      why = std::string("io_uring_setup: ") + std::strerror(-e);
       return nullptr;
     }
-    r->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    r->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
-    bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
-    if (single) r->sq_map_len = r->cq_map_len = std::max(r->sq_map_len, r->cq_map_len);
-    r->sq_map = mmap(nullptr, r->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                     r->fd, IORING_OFF_SQ_RING);
-    if (r->sq_map == MAP_FAILED) {
-      why = std::string("io_uring mmap: ") + std::strerror(errno);
-      return nullptr;
-    }
-    r->cq_map = single ? r->sq_map
-                       : mmap(nullptr, r->cq_map_len, PROT_READ | PROT_WRITE,
-                              MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_CQ_RING);
-    r->sqes_len = p.sq_entries * sizeof(io_uring_sqe);
-    r->sqes = static_cast<io_uring_sqe*>(mmap(nullptr, r->sqes_len, PROT_READ | PROT_WRITE,
-                                              MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQES));
-    if (r->cq_map == MAP_FAILED || r->sqes == MAP_FAILED) {
-      why = std::string("io_uring mmap: ") + std::strerror(errno);
-      return nullptr;
-    }
-    auto* sq = static_cast<char*>(r->sq_map);
-    auto* cq = static_cast<char*>(r->cq_map);
-    r->sq_head = reinterpret_cast<unsigned*>(sq + p.sq_off.head);
-    r->sq_tail = reinterpret_cast<unsigned*>(sq + p.sq_off.tail);
-    r->sq_mask = *reinterpret_cast<unsigned*>(sq + p.sq_off.ring_mask);
+    r->open_ = true;
     r->sq_entries = p.sq_entries;
-    r->sq_array = reinterpret_cast<unsigned*>(sq + p.sq_off.array);
-    r->cq_head = reinterpret_cast<unsigned*>(cq + p.cq_off.head);
-    r->cq_tail = reinterpret_cast<unsigned*>(cq + p.cq_off.tail);
-    r->cq_mask = *reinterpret_cast<unsigned*>(cq + p.cq_off.ring_mask);
-    r->cqes = reinterpret_cast<io_uring_cqe*>(cq + p.cq_off.cqes);
-
     // SENDMSG (5.3) is what we submit; the probe itself needs 5.6.
-    alignas(io_uring_probe) unsigned char buf[sizeof(io_uring_probe) +
-                                              IORING_OP_LAST * sizeof(io_uring_probe_op)] = {};
-    auto* probe = reinterpret_cast<io_uring_probe*>(buf);
-    if (syscall(__NR_io_uring_register, r->fd, IORING_REGISTER_PROBE, probe, IORING_OP_LAST) < 0 ||
-        probe->last_op < IORING_OP_SENDMSG ||
-        !(probe->ops[IORING_OP_SENDMSG].flags & IO_URING_OP_SUPPORTED)) {
+    io_uring_probe* probe = io_uring_get_probe_ring(&r->ring);
+    bool sendmsg = probe && io_uring_opcode_supported(probe, IORING_OP_SENDMSG);
+    if (probe) io_uring_free_probe(probe);
+    if (!sendmsg) {
       why = "io_uring has no SENDMSG here";
       return nullptr;
     }
@@ -113,48 +62,48 @@ struct WriteBatch::Ring {
   }
 
   // Queues one SENDMSG; the caller has checked there is room (at most sq_entries per run).
-  void push_sendmsg(int sock, const msghdr* msg, uint64_t user_data, unsigned& tail) {
-    unsigned idx = tail & sq_mask;
-    io_uring_sqe& sqe = sqes[idx];
-    std::memset(&sqe, 0, sizeof sqe);
-    sqe.opcode = IORING_OP_SENDMSG;
-    sqe.fd = sock;
-    sqe.addr = reinterpret_cast<uint64_t>(msg);
-    sqe.len = 1;
+  void push_sendmsg(int sock, const msghdr* msg, uint64_t user_data) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
     // MSG_DONTWAIT: a full socket answers -EAGAIN at once instead of the ring waiting for it,
     // so every send completes inside the submit call.
-    sqe.msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
-    sqe.user_data = user_data;
-    sq_array[idx] = idx;
-    ++tail;
+    io_uring_prep_sendmsg(sqe, sock, msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, user_data);
   }
 
-  // Submits the `n` SENDMSGs pushed (`tail`: the tail after them) and collects their results. false: the
-  // ring failed (errno); those not taken by the kernel are withdrawn, their results untouched.
-  bool run(unsigned n, unsigned tail, std::vector<int32_t>& results) {
-    __atomic_store_n(sq_tail, tail, __ATOMIC_RELEASE);
-    unsigned unsent = n, missing = n;
-    while (missing > 0) {
-      int r = static_cast<int>(syscall(__NR_io_uring_enter, fd, unsent, missing,
-                                       IORING_ENTER_GETEVENTS, nullptr, 0));
-      if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) {
-        // Withdraw what the kernel has not consumed, so a later submit cannot send it again.
-        __atomic_store_n(sq_tail, __atomic_load_n(sq_head, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
-        if (unsent == missing) return false;  // nothing was submitted
-        unsent = 0;  // wait for what was
-        continue;
-      }
-      if (r > 0) unsent -= static_cast<unsigned>(r);
-      unsigned head = *cq_head;
-      unsigned ctail = __atomic_load_n(cq_tail, __ATOMIC_ACQUIRE);
-      for (; head != ctail; ++head) {
-        const io_uring_cqe& c = cqes[head & cq_mask];
-        if (c.user_data < results.size()) results[c.user_data] = c.res;
-        --missing;
-      }
-      __atomic_store_n(cq_head, head, __ATOMIC_RELEASE);
+  // Results of the completions there are; `missing` counts down.
+  void reap(std::vector<int32_t>& results, unsigned& missing) {
+    unsigned head, seen = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring, head, cqe) {
+      uint64_t k = io_uring_cqe_get_data64(cqe);
+      if (k < results.size()) results[k] = cqe->res;
+      ++seen;
     }
-    return true;
+    io_uring_cq_advance(&ring, seen);
+    missing -= seen;
+  }
+
+  // Submits the `n` SENDMSGs pushed and collects their results. false: the ring failed
+  // (errno); the caller drops it, so those the kernel did not take are never sent by it,
+  // and their results stay untouched (they go out the old way).
+  bool run(unsigned n, std::vector<int32_t>& results) {
+    unsigned missing = n;  // completions not reaped (submitted or not)
+    for (;;) {
+      reap(results, missing);
+      if (missing == 0) return true;
+      int r = io_uring_submit_and_wait(&ring, missing);
+      if (r >= 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY) continue;
+      // Wait only for what the kernel took: a result must never be lost for a send made.
+      unsigned untaken = io_uring_sq_ready(&ring);
+      while (missing > untaken) {
+        io_uring_cqe* cqe;
+        int w = io_uring_wait_cqe(&ring, &cqe);
+        if (w < 0 && w != -EINTR) break;
+        reap(results, missing);
+      }
+      errno = -r;
+      return false;
+    }
   }
 #endif
 };
@@ -292,7 +241,6 @@ void WriteBatch::submit() {
   }
   size_t k = 0;
   while (k < entries_.size() && ring_) {
-    unsigned tail = *ring_->sq_tail;
     unsigned n = 0;
     for (; k < entries_.size() && n < ring_->sq_entries; ++k) {
       Entry& e = entries_[k];
@@ -300,13 +248,13 @@ void WriteBatch::submit() {
       if (!e.socket || e.socket->closing() || e.socket->queued_bytes() > 0 ||
           uv_fileno(reinterpret_cast<uv_handle_t*>(e.socket->tcp()), &fd) != 0)
         continue;  // reported below: closing drops, queued or fd-less writes the old way
-      ring_->push_sendmsg(fd, &msgs_[k], k, tail);
+      ring_->push_sendmsg(fd, &msgs_[k], k);
       ++n;
     }
     if (n == 0) continue;
     ++submits_;
     writes_ += n;
-    if (!ring_->run(n, tail, results_)) {
+    if (!ring_->run(n, results_)) {
       // Not expected once the ring works; from now on every send is one write(2).
       log::warn("io_uring submit failed: writes go out one syscall each",
                 {{"error", std::strerror(errno)}});

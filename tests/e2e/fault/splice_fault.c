@@ -1,4 +1,4 @@
-// LD_PRELOAD shim for the end-to-end tests: makes splice(2), pipe2(2) or io_uring_setup(2)
+// LD_PRELOAD shim for the end-to-end tests: makes splice(2), pipe2(2) or liburing's ring setup
 // fail inside a real stickyd process, so that the tests can check that websocket tunnels fall
 // back to the copy path, and writes to one write(2) each, instead of breaking. Chosen by
 // STICKYD_FAULT:
@@ -6,17 +6,15 @@
 //   pipe-emfile    every pipe2() stickyd's own code makes fails with EMFILE (out of file
 //                  descriptors for pipes); libuv's (its signal pipes, at start-up) still work
 //   pipe-emfile-after-N   the same once stickyd has made N pipes
-//   io_uring-eperm  io_uring_setup() fails with EPERM (as under Docker's default seccomp
+//   io_uring-eperm  the io_uring setup fails with EPERM (as under Docker's default seccomp
 //                  profile or kernel.io_uring_disabled=2)
 // Anything else (or unset) passes every call through. Never used outside tests.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 static int fault_is(const char* name) {
@@ -69,20 +67,15 @@ int pipe2(int fds[2], int flags) {
   return r;
 }
 
-// stickyd calls io_uring_setup through syscall(2) (glibc has no wrapper). The six argument
-// registers are passed on as they are (x86-64 and aarch64 take syscall arguments as longs).
-long syscall(long number, ...) {
-  typedef long (*syscall_fn)(long, ...);
-  static syscall_fn real;
-  if (number == __NR_io_uring_setup && fault_is("io_uring-eperm")) {
-    errno = EPERM;
-    return -1;
-  }
-  if (!real) real = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
-  va_list ap;
-  va_start(ap, number);
-  long a[6];
-  for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);
-  va_end(ap);
-  return real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+// stickyd sets its ring up through liburing (a shared library, so its entry point can be
+// interposed): io_uring_queue_init_params answering -EPERM is what a kernel refusing
+// io_uring_setup(2) looks like to it.
+struct io_uring;
+struct io_uring_params;
+int io_uring_queue_init_params(unsigned entries, struct io_uring* ring, struct io_uring_params* p) {
+  typedef int (*init_fn)(unsigned, struct io_uring*, struct io_uring_params*);
+  static init_fn real;
+  if (fault_is("io_uring-eperm")) return -EPERM;
+  if (!real) real = (init_fn)dlsym(RTLD_NEXT, "io_uring_queue_init_params");
+  return real(entries, ring, p);
 }
