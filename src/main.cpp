@@ -7,11 +7,16 @@
 #include <uv.h>
 
 #include <cstdio>
+#include <iostream>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "stickyd/config.hpp"
+#include "stickyd/haproxy_import.hpp"
 #include "stickyd/http_request.hpp"
 #include "stickyd/log.hpp"
 #include "stickyd/proxy.hpp"
@@ -31,6 +36,10 @@ void usage(FILE* out) {
       "                                  the pid of the serving process (SIGUSR2 upgrades it)\n"
       "       stickyd --check -c FILE    validate FILE: exit 0, or print FILE:LINE:COL: message\n"
       "                                  for each problem and exit 1\n"
+      "       stickyd import-haproxy FILE [--backend NAME]\n"
+      "                                  print a stickyd config for FILE's HAProxy cookie\n"
+      "                                  persistence setup (FILE:LINE: message and exit 1 when\n"
+      "                                  it cannot be read)\n"
       "       stickyd --version | --help\n",
       out);
 }
@@ -58,9 +67,58 @@ bool drop_privileges(const stickyd::Config& cfg) {
   return true;
 }
 
+// `stickyd import-haproxy FILE [--backend NAME]`: YAML on stdout, one summary line on stderr.
+int import_haproxy_command(int argc, char** argv) {
+  stickyd::haproxy::ImportOptions opts;
+  std::string file;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--backend" && i + 1 < argc) {
+      opts.backend = argv[++i];
+    } else if (a.rfind("--backend=", 0) == 0) {
+      opts.backend = a.substr(10);
+    } else if (file.empty() && (a.empty() || a[0] != '-' || a == "-")) {
+      file = a;
+    } else {
+      std::fprintf(stderr, "stickyd import-haproxy: unexpected argument '%s'\n", a.c_str());
+      return 2;
+    }
+  }
+  if (file.empty()) {
+    std::fprintf(stderr, "usage: stickyd import-haproxy FILE [--backend NAME]\n");
+    return 2;
+  }
+  opts.file = file;
+  std::ostringstream text;
+  if (file == "-") {
+    text << std::cin.rdbuf();
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "%s: cannot read: %s\n", file.c_str(), std::strerror(errno));
+      return 1;
+    }
+    text << in.rdbuf();
+  }
+  stickyd::haproxy::ImportResult r = stickyd::haproxy::import_haproxy(
+      text.str(), opts, [](std::string_view name) -> std::optional<std::string> {
+        const char* v = std::getenv(std::string(name).c_str());
+        return v ? std::optional<std::string>(v) : std::nullopt;
+      });
+  if (!r.ok) {
+    std::fprintf(stderr, "%s\n", r.error.c_str());
+    return 1;
+  }
+  for (const std::string& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  std::fwrite(r.yaml.data(), 1, r.yaml.size(), stdout);
+  std::fprintf(stderr, "import-haproxy: %zu lines mapped, %zu kept as comments\n", r.mapped, r.unmapped);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "import-haproxy") return import_haproxy_command(argc, argv);
   std::string config_path, pid_file;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {

@@ -50,7 +50,7 @@ std::string snapshot(const std::vector<std::tuple<std::string, std::string, int6
 }  // namespace
 
 TEST_CASE("handover: a snapshot and deltas round-trip, whatever the read sizes") {
-  std::string odd_sid("a b%c\n\x01\xff=;", 12);
+  std::string odd_sid("a b%c\n\x01\xff=;", 10);
   std::string s = snapshot({{"Ab3_-x", "node-1", 59000}, {odd_sid, "n 2", 0}, {"s3", "node-1", 4294967295}});
   stickyd::append_handover_entry(s, '+', "late", "node-2", 120000);
   stickyd::append_handover_forget(s, odd_sid);
