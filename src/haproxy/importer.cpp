@@ -189,6 +189,20 @@ class Importer {
           break;
         }
     if (with_cookie.size() == 1) return with_cookie.front();
+    // Else the one the frontends send requests to by default, if only one is.
+    std::vector<const Section*> defaulted;
+    for (const Section* s : with_servers)
+      for (const Section& fe : p_.sections) {
+        bool is_default = false;
+        if (fe.kind == "frontend" || fe.kind == "listen")
+          for (const Line& l : fe.lines)
+            if (lower(l.words[0]) == "default_backend" && l.words.size() >= 2 && l.words[1] == s->name) is_default = true;
+        if (is_default) {
+          defaulted.push_back(s);
+          break;
+        }
+      }
+    if (defaulted.size() == 1) return defaulted.front();
     std::string names;
     for (const Section* s : with_servers) names += (names.empty() ? "" : ", ") + s->name;
     r.error = o_.file + ":" + std::to_string(with_servers[1]->line) + ": several backends with servers (" +

@@ -23,7 +23,7 @@ fi
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 build=${STICKYD_FUZZ_BUILD:-$top/build-fuzz}
-all_targets=(fuzz_request fuzz_handover fuzz_smuggle fuzz_discovery fuzz_cookie fuzz_query fuzz_open_packet fuzz_config)
+all_targets=(fuzz_request fuzz_handover fuzz_haproxy fuzz_smuggle fuzz_discovery fuzz_cookie fuzz_query fuzz_open_packet fuzz_config)
 read -r -a targets <<< "${FUZZ_TARGETS:-${all_targets[*]}}"
 out="$here/.tmp"
 mkdir -p "$out"

@@ -264,7 +264,12 @@ TEST_CASE("import: choosing the Socket.IO backend") {
   CHECK(has(r.yaml, "(backend 'io')"));
   CHECK(has(r.yaml, "use_backend api if { path_beg /api }  -- routing to another backend"));
   CHECK(has(r.yaml, "h.cfg:5 backend api  -- not the imported Socket.IO backend 'io'"));
-  // Without that hint: an error naming the choice.
+  // Else the frontends' default backend, if only one is.
+  r = run("frontend fe\n  bind :80\n  use_backend a if { path_beg /a }\n  default_backend b\n"
+          "backend a\n  server a 127.0.0.1:1\nbackend b\n  server b 127.0.0.1:2\n");
+  check_loads(r);
+  CHECK(has(r.yaml, "(backend 'b')"));
+  // Without either hint: an error naming the choice.
   const std::string ambiguous = "backend a\n  server a 127.0.0.1:1\nbackend b\n  server b 127.0.0.1:2\n";
   r = run(ambiguous);
   CHECK(!r.ok);

@@ -24,8 +24,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const net = require('node:net');
-const { spawn } = require('node:child_process');
 const h = require('./harness');
+const { haproxyBin, startHaproxyConfig } = require('./haproxy');
 const { CANARY, corpus: CORPUS, responseCases: RESPONSE_CASES } = require('./smuggling-corpus');
 const rb = require('./recording-backends');
 
@@ -540,19 +540,6 @@ function freePort() {
   });
 }
 
-function haproxyBin() {
-  for (const dir of (process.env.PATH || '').split(':').concat(['/usr/sbin', '/usr/local/sbin'])) {
-    const p = path.join(dir || '.', 'haproxy');
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return null;
-}
-
 // HAProxy (mode http, one frontend per backend, nbthread 1, short timeouts; `http-reuse
 // always` so that the pooled variant really reuses an idle server connection across
 // clients as stickyd does). backends: [{name, address}] -> {ports: {name: port}, stop()}.
@@ -585,36 +572,18 @@ async function startHaproxy(backends) {
   ].join('\n');
   const file = path.join(dir, 'haproxy.cfg');
   fs.writeFileSync(file, cfg);
-  const child = h.trackChild(spawn(bin, ['-f', file, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  const stderr = h.lineCollector(child.stderr);
-  h.lineCollector(child.stdout);
-  const stop = async () => {
-    await h.stopChild(child);
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
+  let hp;
   try {
-    // No readiness line in -db mode: probe each port (bounded).
-    for (const port of Object.values(ports)) {
-      await h.until(
-        () =>
-          child.exitInfo
-            ? Promise.reject(new Error(`haproxy exited: ${JSON.stringify(child.exitInfo)}\n${stderr.join('\n')}`))
-            : new Promise((resolve) => {
-                const s = net.connect({ host: h.HOST, port }, () => {
-                  s.destroy();
-                  resolve(true);
-                });
-                s.on('error', () => resolve(false));
-              }),
-        h.T.proxyReady,
-        `haproxy listening on ${port}`,
-        50,
-      );
-    }
+    hp = await startHaproxyConfig(file, Object.values(ports));
   } catch (err) {
-    await stop();
+    fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  const stderr = hp.stderr;
+  const stop = async () => {
+    await hp.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
   return { ports, stop, stderr, configText: cfg, version: null };
 }
 
