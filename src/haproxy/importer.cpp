@@ -436,7 +436,10 @@ class Importer {
         else s.ignored.push_back("sni " + e + " (only str(...) maps)");
       } else if (p == "resolvers") resolvers_used_.insert(s.resolvers = arg());
       else if (p == "backup") s.ignored.push_back("backup (stickyd has no backup servers: it takes sessions like the others)");
-      else if (p == "on-marked-down" || p == "on-marked-up" || p == "init-addr" || p == "port" ||
+      else if (p == "on-marked-down" && i + 1 < w.size() && lower(w[i + 1]) == "shutdown-sessions") {
+        ++i;
+        shutdown_sessions_ = true;
+      } else if (p == "on-marked-down" || p == "on-marked-up" || p == "init-addr" || p == "port" ||
                p == "addr" || p == "maxconn" || p == "fastinter" || p == "downinter" || p == "agent-check" ||
                p == "agent-port" || p == "agent-inter" || p == "check-ssl" || p == "resolve-prefer" ||
                p == "observe" || p == "error-limit" || p == "maxqueue" || p == "minconn" || p == "id") {
@@ -657,6 +660,10 @@ class Importer {
     }
     if (!balance_.empty()) y += "balance: " + balance_ + "\n";
     y += "sticky:\n";
+    if (shutdown_sessions_)
+      y += "  # on-marked-down shutdown-sessions: a down node's polling sessions get Engine.IO's\n"
+           "  # 400 code 1 at once; its websocket tunnels are closed over health.evict_over (30 s)\n"
+           "  # rather than all in the same second, if it still answers; at once if it does not.\n";
     if (on_down_.empty())
       y += "  # HAProxy without 'option redispatch' answers 503 when a session's server is down;\n"
            "  # stickyd answers Engine.IO's 400 code 1 so the client re-handshakes at once\n"
@@ -750,7 +757,7 @@ class Importer {
   std::map<std::string, std::string> timeouts_;
   std::string check_method_, check_path_, expect_status_, rise_, fall_;
   long long inter_ms_ = 0, check_timeout_ms_ = 0, slowstart_ms_ = 0;
-  bool httpchk_ = false, access_log_ = false;
+  bool httpchk_ = false, access_log_ = false, shutdown_sessions_ = false;
   std::vector<std::string> nameservers_;
   std::string resolve_interval_;
   std::string max_connections_, workers_, user_, group_;

@@ -193,6 +193,7 @@ TEST_CASE("import: keyword by keyword") {
       {"  timeout check 1s\n  server s 127.0.0.1:1 check inter 5s\n", {"interval: 5s\n  timeout: 1s\n"}},
       {"  server s 127.0.0.1:1 disabled\n", {"weight: 0", "(disabled: weight 0"}},
       {"  server s 127.0.0.1:1 backup\n", {"ignored: backup"}},
+      {"  server s 127.0.0.1:1 on-marked-down shutdown-sessions\n", {"# on-marked-down shutdown-sessions: a down node's"}},
       {"  server s 127.0.0.1:1 ssl verify required ca-file /ca.pem sni str(node.internal)\n",
        {"tls: {verify: true, ca: \"/ca.pem\", sni: \"node.internal\"}"}, false},
       {"  server s 127.0.0.1:1 ssl verify none\n", {"tls: {verify: false}"}},

@@ -1,7 +1,8 @@
 'use strict';
 // z. Migrating from HAProxy (issue 16), live: real HAProxy (Debian package) with cookie
 //    persistence in front of a real Socket.IO cluster; real clients with a cookie jar
-//    (socket.io-client 4 in Node with `withCredentials`, which keeps one) connect through it;
+//    (socket.io-client 4 in Node with `withCredentials`, which keeps one; polling-only and
+//    upgrading) and cookie-less websocket clients connect through it;
 //    then an L4 stand-in moves new connections to stickyd running the config that
 //    `stickyd import-haproxy` made from HAProxy's. The cookies HAProxy issued keep routing:
 //    every client finishes on its node, no node sees "Session ID unknown". Done for
@@ -99,11 +100,15 @@ for (const mode of ['insert', 'prefix']) {
       const messages = 30;
       let switched = false;
       const acked = h.counter();
-      const kinds = ['polling', 'upgrade'];
+      // Cookie jars for polling and upgrading clients; cookie-less clients (no jar) can only
+      // be sticky through HAProxy's cookie persistence on a single connection: websocket-only.
+      const kinds = ['polling', 'upgrade', 'websocket-no-jar'];
       const run = h.runClients(
         (i) => {
-          const opts = { withCredentials: true, query: { c: String(i) } };
-          if (kinds[i % 2] === 'polling') opts.transports = ['polling'];
+          const kind = kinds[i % kinds.length];
+          const opts = { withCredentials: kind !== 'websocket-no-jar', query: { c: String(i) } };
+          if (kind === 'polling') opts.transports = ['polling'];
+          if (kind === 'websocket-no-jar') opts.transports = ['websocket'];
           const c = h.makeClient('v4', url, opts);
           c.socket.on('connect', () => acked.add());
           return c;
