@@ -613,12 +613,12 @@ class Importer {
 
   std::string render() const {
     std::string y;
-    y += "# stickyd configuration imported from " + o_.file + " by `stickyd import-haproxy` (backend '" +
-         backend_ + "').\n";
+    y += comment_text("# stickyd configuration imported from " + o_.file + " by `stickyd import-haproxy` (backend '" +
+                      backend_ + "').") + "\n";
     y += "# Check it with `stickyd --check -c FILE`. HAProxy lines with no stickyd equivalent are kept\n";
     y += "# as comments at the end, each with its line and why.\n";
     if (listens_.empty()) {
-      y += "# No frontend routes to '" + backend_ + "': listening on a loopback port; edit it.\n";
+      y += comment_text("# No frontend routes to '" + backend_ + "': listening on a loopback port; edit it.") + "\n";
       y += "listen: 127.0.0.1:8080\n";
     } else {
       y += "listen:\n";
@@ -634,13 +634,13 @@ class Importer {
             y += (i ? ", " : "") + std::string("{cert: ") + quoted(l.certs[i]) + ", key: " + quoted(l.certs[i]) + "}";
           y += "]}}";
         }
-        y += "    # " + o_.file + ":" + std::to_string(l.line) + "\n";
+        y += "    # " + comment_text(o_.file) + ":" + std::to_string(l.line) + "\n";
       }
     }
     y += "backends:\n";
     for (const Server& s : servers_) {
       if (!s.discover.empty()) {
-        y += "  - discover: " + s.discover + "    # " + o_.file + ":" + std::to_string(s.line) + "\n";
+        y += "  - discover: " + s.discover + "    # " + comment_text(o_.file) + ":" + std::to_string(s.line) + "\n";
         continue;
       }
       y += "  - {name: " + quoted(s.name) + ", address: " + quoted(s.address);
@@ -656,7 +656,7 @@ class Importer {
         if (!s.crt.empty()) y += ", cert: " + quoted(s.crt) + ", key: " + quoted(s.crt);
         y += "}";
       }
-      y += "}    # " + o_.file + ":" + std::to_string(s.line) + (s.disabled ? " (disabled: weight 0, no new sessions)" : "") + "\n";
+      y += "}    # " + comment_text(o_.file) + ":" + std::to_string(s.line) + (s.disabled ? " (disabled: weight 0, no new sessions)" : "") + "\n";
     }
     if (!balance_.empty()) y += "balance: " + balance_ + "\n";
     y += "sticky:\n";
