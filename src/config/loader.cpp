@@ -3,6 +3,9 @@
 // Every value is checked and every problem is collected (not only the first), each with the
 // 1-based line and column of the offending YAML node. Errors are returned in document order.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "loader.hpp"
 
 #include <fcntl.h>
@@ -261,6 +264,16 @@ void Loader::load_access_log(const YAML::Node& key, const YAML::Node& value, Con
            });
 }
 
+namespace {
+bool is_loopback(const SocketAddress& a) {
+  if (a.storage.ss_family == AF_INET)
+    return (ntohl(reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr.s_addr) >> 24) == 127;
+  if (a.storage.ss_family == AF_INET6)
+    return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr);
+  return false;
+}
+}  // namespace
+
 void Loader::load_admin(const YAML::Node& key, const YAML::Node& value, Config& cfg) {
   AdminConfig& a = cfg.admin;
   if (auto b = as_bool(value)) {
@@ -272,14 +285,20 @@ void Loader::load_admin(const YAML::Node& key, const YAML::Node& value, Config& 
     return;
   }
   a.enabled = true;
+  std::optional<YAML::Mark> listen_at;
+  bool token_given = false;  // even an invalid one (reported on its own)
   walk_map(value, value.Mark(),
            {
                {"listen",
                 [&](const YAML::Node& k, const YAML::Node& v) {
-                  if (auto addr = get_address(v, k, true)) a.listen = std::move(*addr);
+                  if (auto addr = get_address(v, k, true)) {
+                    a.listen = std::move(*addr);
+                    listen_at = v.Mark();
+                  }
                 }},
                {"token",
                 [&](const YAML::Node& k, const YAML::Node& v) {
+                  token_given = true;
                   auto s = get_string(v, k);
                   if (!s) return;
                   if (!is_visible_ascii(*s)) {
@@ -288,8 +307,8 @@ void Loader::load_admin(const YAML::Node& key, const YAML::Node& value, Config& 
                           "(no spaces or controls)");
                     return;
                   }
-                  if (s->size() < 8) {
-                    error(v.Mark(), "admin token must be at least 8 characters long");
+                  if (s->size() < 16) {
+                    error(v.Mark(), "admin token must be at least 16 characters long");
                     return;
                   }
                   a.token = *s;
@@ -312,6 +331,11 @@ void Loader::load_admin(const YAML::Node& key, const YAML::Node& value, Config& 
                     a.max_connections_per_ip = static_cast<uint32_t>(*i);
                 }},
            });
+  // The admin API changes routing and reads every session: reachable from other hosts only
+  // with a token (a token that failed its own checks has been reported already).
+  if (listen_at && !token_given && !is_loopback(a.listen))
+    error(*listen_at, "admin.listen '" + a.listen.text +
+                          "' is not a loopback address: set admin.token (16 characters or more)");
 }
 
 // Browsers drop SameSite=None cookies without Secure. Fine with `secure: true`, or when

@@ -1212,20 +1212,29 @@ TEST_SUITE("config: persistence, balancing, health, admin, headers") {
     CHECK(load_ok(with("admin: true\n")).admin.enabled);
     CHECK_FALSE(load_ok(with("admin: false\n")).admin.enabled);
     {
-      const Config c = load_ok(with("admin:\n  listen: \"[::1]:0\"\n  token: \"s3cr3t-t0ken!\"\n"));
+      const Config c = load_ok(with("admin:\n  listen: \"[::1]:0\"\n  token: \"s3cr3t-t0ken!-long\"\n"));
       CHECK(c.admin.enabled);
       CHECK(c.admin.listen.port() == 0);
       CHECK(ip_of(c.admin.listen) == "::1");
-      CHECK(c.admin.token == "s3cr3t-t0ken!");
+      CHECK(c.admin.token == "s3cr3t-t0ken!-long");
     }
-    CHECK(load_ok(with("admin: {token: \"12345678\"}\n")).admin.token == "12345678");
+    CHECK(load_ok(with("admin: {token: \"1234567890123456\"}\n")).admin.token == "1234567890123456");
+    // Off loopback, a token is required (and what is reachable from other hosts is exposed).
+    CHECK(load_ok(with("admin: {listen: \"0.0.0.0:9901\", token: \"1234567890123456\"}\n")).admin.enabled);
+    CHECK(load_ok(with("admin: {listen: \"127.0.0.2:9901\"}\n")).admin.enabled);
+    CHECK(load_ok(with("admin: {listen: \"[::1]:9901\"}\n")).admin.enabled);
+    expect_one_error(with("admin:\n  listen: 0.0.0.0:9901\n"), 5, 11,
+                     "admin.listen '0.0.0.0:9901' is not a loopback address: set admin.token (16 characters or more)");
+    expect_one_error(with("admin:\n  listen: \"[::]:9901\"\n"), 5, 11, "is not a loopback address");
+    expect_one_error(with("admin:\n  listen: 10.0.0.1:9901\n  token: short\n"), 6, 10, "at least 16 characters");
     expect_one_error(with("admin: yes\n"), 4, 8, "expected true, false or a map");
     expect_one_error(with("admin:\n  listen: 127.0.0.1\n"), 5, 11, "missing port");
     expect_one_error(with("admin:\n  listen: [a]\n"), 5, 11, "expected a string");
-    expect_one_error(with("admin:\n  token: short\n"), 5, 10, "at least 8 characters");
-    expect_one_error(with("admin:\n  token: \"\"\n"), 5, 10, "at least 8 characters");
+    expect_one_error(with("admin:\n  token: short\n"), 5, 10, "at least 16 characters");
+    expect_one_error(with("admin:\n  token: \"123456789012345\"\n"), 5, 10, "at least 16 characters");
+    expect_one_error(with("admin:\n  token: \"\"\n"), 5, 10, "at least 16 characters");
     expect_one_error(with("admin:\n  token: \"has a space\"\n"), 5, 10, "visible ASCII");
-    expect_one_error(with("admin:\n  token: \"tab\\there!!\"\n"), 5, 10, "visible ASCII");
+    expect_one_error(with("admin:\n  token: \"tab\\there!!-long-enough\"\n"), 5, 10, "visible ASCII");
     expect_one_error(with("admin:\n  token: [a]\n"), 5, 10, "expected a string");
     expect_one_error(with("admin:\n  user: x\n"), 5, 3, "unknown key 'user'");
   }
