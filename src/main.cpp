@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   stickyd::log::set_level(loaded.config->log_level);
+  stickyd::log::set_rate_limit(loaded.config->log_rate_limit);
   signal(SIGPIPE, SIG_IGN);
 
   // SIGUSR2 starts the binary found at this path now (a package upgrade replaces the file).

@@ -258,6 +258,7 @@ struct Config {
   AffinityConfig affinity;
   Limits limits;
   LogLevel log_level = LogLevel::Info;
+  uint32_t log_rate_limit = 10;  // warn lines per event per second (0 = no limit)
   bool access_log = false;       // one line per request
   bool access_log_json = false;  // ... as a JSON object
   BalancePolicy balance = BalancePolicy::RoundRobin;

@@ -3,6 +3,7 @@
 // client sends can forge or split a log line.
 #pragma once
 
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -22,6 +23,13 @@ struct Field {
 };
 
 void set_level(LogLevel level);
+// Warn lines of one event (per-connection problems: client timeouts, bad requests, refused
+// connections, backend failures) are written at most `per_second` times a second (0: no
+// limit); the rest are counted and reported by one `log lines suppressed` line per event.
+void set_rate_limit(uint32_t per_second);
+// Writes the pending `log lines suppressed` lines (a timer calls it every second, so a flood
+// that stops is still reported).
+void flush_suppressed();
 bool enabled(LogLevel level);
 void write(LogLevel level, std::string_view event, std::initializer_list<Field> fields);
 

@@ -239,6 +239,10 @@ void Loader::load_log(const YAML::Node& key, const YAML::Node& value, Config& cf
                                                      {"error", LogLevel::Error}}))
                     cfg.log_level = *l;
                 }},
+               {"rate_limit",
+                [&](const YAML::Node& k, const YAML::Node& v) {
+                  if (auto i = get_int(v, k, 0, 1000000)) cfg.log_rate_limit = static_cast<uint32_t>(*i);
+                }},
            });
 }
 

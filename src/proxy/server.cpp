@@ -257,6 +257,7 @@ void Server::sweep_cb(uv_timer_t* t) {
   size_t n = self->router_.table().expire(self->now_ms());
   if (n) log::debug("sessions expired", {{"count", n}, {"table", self->router_.table().size()}});
   self->expire_discovered();
+  log::flush_suppressed();
 }
 
 void Server::on_health(int backend, Health h, const std::string& reason) {
@@ -581,6 +582,7 @@ bool Server::reload(Config next, const char* event) {
   health_->stop();
   config_ = std::move(next);
   log::set_level(config_.log_level);
+  log::set_rate_limit(config_.log_rate_limit);
   router_.reconfigure();
   apply_batch_writes();
   metrics_.resize(config_.backends.size(), backend_names(config_));

@@ -1,11 +1,16 @@
-#include <atomic>
 #include "stickyd/log.hpp"
+
 
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 namespace stickyd::log {
 namespace {
@@ -30,6 +35,77 @@ bool needs_quotes(std::string_view v) {
 }  // namespace
 
 void set_level(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
+
+namespace {
+// Per warn event: lines written in the current second and lines held back since the last
+// report. Warn lines are rare except in a flood, so one mutex is enough.
+struct Budget {
+  int64_t second = 0;
+  uint32_t written = 0;
+  uint64_t suppressed = 0;
+};
+std::atomic<uint32_t> g_rate{10};
+std::mutex g_budget_mu;
+std::unordered_map<std::string, Budget> g_budgets;
+constexpr size_t kMaxEvents = 1024;  // event names are ours; bounded all the same
+
+int64_t now_second() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec;
+}
+
+void report_suppressed(const std::string& event, uint64_t n) {
+  write(LogLevel::Warn, "log lines suppressed", {{"event", event}, {"suppressed", n}});
+}
+}  // namespace
+
+void set_rate_limit(uint32_t per_second) { g_rate.store(per_second, std::memory_order_relaxed); }
+
+// true: write this warn line now. Reports what the event's previous second held back first.
+static bool admit_warn(std::string_view event) {
+  uint32_t rate = g_rate.load(std::memory_order_relaxed);
+  if (rate == 0 || event == "log lines suppressed") return true;
+  uint64_t report = 0;
+  std::string name(event);
+  {
+    std::lock_guard lock(g_budget_mu);
+    auto it = g_budgets.find(name);
+    if (it == g_budgets.end()) {
+      if (g_budgets.size() >= kMaxEvents) return true;
+      it = g_budgets.emplace(name, Budget{}).first;
+    }
+    Budget& b = it->second;
+    int64_t sec = now_second();
+    if (b.second != sec) {
+      b.second = sec;
+      b.written = 0;
+      report = b.suppressed;
+      b.suppressed = 0;
+    }
+    if (b.written >= rate) {
+      ++b.suppressed;
+      return false;
+    }
+    ++b.written;
+  }
+  if (report) report_suppressed(name, report);
+  return true;
+}
+
+void flush_suppressed() {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  {
+    std::lock_guard lock(g_budget_mu);
+    int64_t sec = now_second();
+    for (auto& [name, b] : g_budgets)
+      if (b.suppressed && b.second != sec) {
+        out.emplace_back(name, b.suppressed);
+        b.suppressed = 0;
+      }
+  }
+  for (auto& [name, n] : out) report_suppressed(name, n);
+}
 bool enabled(LogLevel level) { return static_cast<int>(level) >= static_cast<int>(g_level.load(std::memory_order_relaxed)); }
 
 std::string escape(std::string_view raw, size_t max) {
@@ -115,6 +191,7 @@ void json_line(std::initializer_list<Field> fields) {
 
 void write(LogLevel level, std::string_view event, std::initializer_list<Field> fields) {
   if (!enabled(level)) return;
+  if (level == LogLevel::Warn && !admit_warn(event)) return;
   timeval tv;
   gettimeofday(&tv, nullptr);
   tm t;

@@ -456,6 +456,10 @@ TEST_SUITE("config") {
     expect_one_error(with("log: info\n"), 4, 6, "expected a map");
     expect_one_error(with("log:\n  verbose: true\n"), 5, 3, "unknown key 'verbose'");
     expect_one_error(with("log:\n  level: loud\n"), 5, 10, "invalid log level 'loud'");
+    expect_one_error(with("log:\n  rate_limit: -1\n"), 5, 15, "between 0 and 1000000");
+    CHECK(load_ok(with("log: {rate_limit: 0}\n")).log_rate_limit == 0);
+    CHECK(load_ok(with("log: {level: warn, rate_limit: 50}\n")).log_rate_limit == 50);
+    CHECK(load_ok(with("log: {level: warn}\n")).log_rate_limit == 10);
     expect_one_error(with("? [a, b]\n: 1\n"), 4, 3, "expected a string key");
   }
 

@@ -93,3 +93,37 @@ test('n. refused backend -> 502, silent backend -> 504, both logged', { timeout:
     silent.close();
   }
 });
+
+test('n. a slowloris flood writes a bounded number of log lines: 10 a second per event, then one line with how many were held back', { timeout: 60000 }, async (t) => {
+  const N = 300;
+  const proxyOpts = { extra: { log: { rate_limit: 10 } }, timeouts: { client_header: '1s' } };
+  await h.scenario(t, { proxyOpts }, async (env) => {
+    const p = env.proxy;
+    const from = p.stderr.length;
+    // N connections that start a request head and never finish it: each gets a 408.
+    const closed = [];
+    for (let i = 0; i < N; i++) {
+      const s = net.connect({ host: h.HOST, port: env.port });
+      s.on('error', () => {});
+      s.resume();  // read the 408: 'close' comes after the data is consumed
+      closed.push(new Promise((resolve) => s.on('close', resolve)));
+      s.on('connect', () => s.write('GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: a\r\nX-Slow: '));
+    }
+    await h.withTimeout(Promise.all(closed), 20000, 'every slow connection closed by stickyd');
+    // The last held-back lines are reported within a second of the flood.
+    const reported = await h.until(() => {
+      const lines = p.stderr.slice(from);
+      const written = lines.filter((l) => / warn client timeout /.test(l)).length;
+      const held = lines
+        .map((l) => / warn log lines suppressed event="client timeout" suppressed=(\d+)/.exec(l))
+        .filter(Boolean)
+        .reduce((a, m) => a + Number(m[1]), 0);
+      return written + held === N && { written, held, lines: lines.length };
+    }, 5000, 'written + suppressed lines account for every timeout');
+    t.diagnostic(`slowloris: ${N} timeouts, ${reported.written} lines written, ${reported.held} suppressed (${reported.lines} stderr lines in all)`);
+    assert.ok(reported.written <= 10 * 4, `lines written: ${reported.written}`);
+    assert.ok(reported.lines < 60, `stderr lines: ${reported.lines}`);
+    // The proxy still serves.
+    assert.equal((await h.handshake(env.port)).res.status, 200);
+  });
+});
