@@ -205,6 +205,9 @@ struct StickyConfig {
   // name, the same on every replica that shares the key.
   std::string secret;
   bool strict = false;  // session's node down: false = redispatch (default), true = 503
+  // Query parameter naming the sid a reconnecting client had (Socket.IO connection state
+  // recovery): its handshake goes to that session's node when it may take sessions. "" = off.
+  std::string reconnect_hint;
 };
 
 struct HealthCheckConfig {

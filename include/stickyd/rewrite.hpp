@@ -14,6 +14,8 @@ namespace stickyd {
 // encodeURIComponent does). Other bytes are kept as they were.
 std::string replace_query_param(std::string_view target, std::string_view key,
                                 std::string_view value);
+// The target without any `key` parameter (the `?` goes too when nothing is left).
+std::string remove_query_param(std::string_view target, std::string_view key);
 
 // A Cookie header with the value of every cookie called `name` passed through `edit`:
 // returning nullopt removes that cookie, a string replaces its value. Pairs are re-joined

@@ -43,7 +43,7 @@ struct BackendState {
 };
 
 enum class KeySource : uint8_t { None, Query, Cookie, ServerCookie };
-enum class RouteVia : uint8_t { None, Table, Tag, ServerCookie, Balance, UnknownKey, Redispatch };
+enum class RouteVia : uint8_t { None, Table, Tag, ServerCookie, Balance, UnknownKey, Redispatch, Hint };
 
 const char* to_string(KeySource s);
 const char* to_string(RouteVia v);
@@ -60,6 +60,7 @@ struct Route {
   bool strip_tag = false;   // forward the sid and session cookie without the proxy's tag
   bool strip_prefix = false;        // prefix mode: forward the cookie without "<value>~"
   bool strip_server_cookie = false; // insert+indirect: forward without the server cookie
+  bool strip_hint = false;  // forward without the sticky.reconnect_hint query parameter
   bool server_cookie_ok = false;    // the client holds a valid server cookie for `backend`
   bool refresh_server_cookie = false;
   int64_t server_cookie_first_seen = 0;
@@ -108,6 +109,7 @@ class Router {
   Router(const Config& cfg, AffinityTable* shared_table);
   int balance(uint64_t client_hash, int64_t now_ms);
   bool serves_sessions(int b) const;  // existing sessions may still go there
+  void route_hint(Route& r, std::string_view query, int64_t now_ms);
   void route_sid(Route& r, std::string_view sid, KeySource source, int64_t now_ms);
 
   const Config& cfg_;

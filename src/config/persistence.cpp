@@ -1,6 +1,8 @@
 // Where and how sessions stick: `path:`, `cookie:`, `affinity:`, `sticky:` (server_cookie,
 // tag_sids, backend_tags) and the `headers:` added to responses.
 
+#include <cctype>
+
 #include "loader.hpp"
 
 #include <limits>
@@ -258,6 +260,24 @@ void Loader::load_sticky(const YAML::Node& key, const YAML::Node& value, Config&
                {"server_cookie",
                 [&](const YAML::Node& k, const YAML::Node& v) {
                   load_server_cookie(k, v, st.server_cookie);
+                }},
+               {"reconnect_hint",
+                [&](const YAML::Node& k, const YAML::Node& v) {
+                  if (auto b = as_bool(v); b && !*b) return;  // false: off (the default)
+                  auto s = get_string(v, k);
+                  if (!s) return;
+                  bool ok = !s->empty() && s->size() <= 64;
+                  for (char c : *s)
+                    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
+                  if (!ok) {
+                    error(v.Mark(), "reconnect_hint must be a query parameter name ([A-Za-z0-9_.-], at most 64)");
+                    return;
+                  }
+                  if (*s == "sid" || *s == "EIO" || *s == "transport" || *s == "t" || *s == "b64") {
+                    error(v.Mark(), "reconnect_hint '" + *s + "' is an Engine.IO parameter: choose another name, e.g. prev_sid");
+                    return;
+                  }
+                  st.reconnect_hint = *s;
                 }},
                {"tag_sids",
                 [&](const YAML::Node& k, const YAML::Node& v) {

@@ -6,8 +6,10 @@
 
 namespace stickyd {
 
-std::string replace_query_param(std::string_view target, std::string_view key,
-                                std::string_view value) {
+namespace {
+// Every `key` parameter of the target's query set to `value` (percent-encoded), or removed
+// when `value` is null; the rest of the target, fragment included, unchanged.
+std::string edit_query_param(std::string_view target, std::string_view key, const std::string_view* value) {
   size_t q = target.find('?');
   if (q == std::string_view::npos) return std::string(target);
   std::string out(target.substr(0, q + 1));
@@ -16,29 +18,42 @@ std::string replace_query_param(std::string_view target, std::string_view key,
   size_t hash = target.find('#', q + 1);
   std::string_view fragment = hash == std::string_view::npos ? std::string_view() : target.substr(hash);
   std::string_view query = target.substr(q + 1, hash == std::string_view::npos ? std::string_view::npos : hash - q - 1);
-  std::string encoded = encode_uri_component(value);
+  std::string encoded = value ? encode_uri_component(*value) : std::string();
   size_t pos = 0;
   bool first = true;
   while (pos <= query.size()) {
     size_t amp = query.find('&', pos);
     if (amp == std::string_view::npos) amp = query.size();
     std::string_view part = query.substr(pos, amp - pos);
-    if (!first) out += '&';
-    first = false;
     size_t eq = part.find('=');
     std::string_view raw_key = part.substr(0, eq);
-    if (!part.empty() && percent_decode(raw_key, true) == key) {
-      out.append(raw_key);
-      out += '=';
-      out += encoded;
-    } else {
-      out.append(part);
+    bool match = !part.empty() && percent_decode(raw_key, true) == key;
+    if (!(match && !value)) {
+      if (!first) out += '&';
+      first = false;
+      if (match) {
+        out.append(raw_key);
+        out += '=';
+        out += encoded;
+      } else {
+        out.append(part);
+      }
     }
     if (amp == query.size()) break;
     pos = amp + 1;
   }
+  if (first && !value) out.pop_back();  // nothing left: no '?'
   out.append(fragment);
   return out;
+}
+}  // namespace
+
+std::string replace_query_param(std::string_view target, std::string_view key, std::string_view value) {
+  return edit_query_param(target, key, &value);
+}
+
+std::string remove_query_param(std::string_view target, std::string_view key) {
+  return edit_query_param(target, key, nullptr);
 }
 
 std::string edit_cookie_header(std::string_view header, std::string_view name,

@@ -248,10 +248,14 @@ void ClientConn::build_upstream_head(std::string& out) const {
   out.clear();
   out.append(reader_.method_name());
   out += ' ';
-  if (route_.strip_tag && route_.source == KeySource::Query)
-    out.append(replace_query_param(head_.start(), "sid", route_.key));  // the backend's own sid
-  else
+  if (route_.strip_tag && route_.source == KeySource::Query) {
+    std::string t = replace_query_param(head_.start(), "sid", route_.key);  // the backend's own sid
+    out.append(route_.strip_hint ? remove_query_param(t, server_.config().sticky.reconnect_hint) : t);
+  } else if (route_.strip_hint) {
+    out.append(remove_query_param(head_.start(), server_.config().sticky.reconnect_hint));
+  } else {
     out.append(head_.start());
+  }
   out.append(reader_.http_minor() == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   std::string forwarded_for;
   for (size_t i = 0; i < head_.count(); ++i) {

@@ -26,6 +26,7 @@ const char* to_string(RouteVia v) {
     case RouteVia::Balance: return "balance";
     case RouteVia::UnknownKey: return "unknown-key";
     case RouteVia::Redispatch: return "redispatch";
+    case RouteVia::Hint: return "hint";
     case RouteVia::None: return "none";
   }
   return "?";
@@ -95,6 +96,28 @@ void Router::share_balancer(SharedBalancer& shared) {
   balancer_.reset();  // picks go to the shared one from now on
 }
 
+// A reconnecting client names the session it had (connection state recovery restores it only
+// on that node with an in-memory adapter): its handshake goes there if that node may take a
+// new session now. Anything else (unknown, evicted, malformed, a node not ready) is ignored:
+// the handshake is balanced as usual.
+void Router::route_hint(Route& r, std::string_view query, int64_t now_ms) {
+  std::optional<std::string> prev = query_param(query, cfg_.sticky.reconnect_hint);
+  if (!prev || prev->empty() || prev->size() > 256) return;
+  int b = -1;
+  if (auto tag = persistence_.parse_tag(*prev)) {
+    b = tag->backend;
+  } else if (std::optional<uint16_t> known = table_.touch(*prev, now_ms)) {
+    if (*known != AffinityTable::kEvicted) b = *known;
+  }
+  if (b < 0 || static_cast<size_t>(b) >= backends_.size()) return;
+  const BackendState& s = backends_[static_cast<size_t>(b)];
+  if (s.admin != AdminState::Ready || s.health == Health::Down || s.config.removed || s.paced_down ||
+      s.weight == 0)
+    return;
+  r.backend = b;
+  r.via = RouteVia::Hint;
+}
+
 void Router::route_sid(Route& r, std::string_view sid, KeySource source, int64_t now_ms) {
   if (auto tag = persistence_.parse_tag(sid)) {
     r.backend = tag->backend;
@@ -142,6 +165,8 @@ void Router::route_into(Route& r, std::string_view target, std::string_view cook
   if (r.engineio) {
     // engine.io treats a missing or empty sid alike: a handshake.
     std::optional<std::string_view> sid = query_param_raw(t.query, "sid");
+    if (!cfg_.sticky.reconnect_hint.empty() && query_param_raw(t.query, cfg_.sticky.reconnect_hint))
+      r.strip_hint = true;  // never forwarded, whatever it says
     if (sid && !sid->empty()) {
       has_sid = true;
       if (query_needs_decoding(*sid)) {
@@ -156,7 +181,10 @@ void Router::route_into(Route& r, std::string_view target, std::string_view cook
         return;
       }
     } else {
-      r.handshake = true;
+      // engine.io answers only requests naming a transport; others under its path are
+      // Socket.IO's own files (/socket.io/socket.io.js), streamed, not read to learn a sid.
+      r.handshake = query_param_raw(t.query, "transport").has_value();
+      if (r.handshake && r.strip_hint) route_hint(r, t.query, now_ms);
     }
   }
 

@@ -74,6 +74,12 @@ TEST_CASE("rewrite: sid in the query keeps every other byte") {
         "/socket.io/?EIO=4&transport=polling&sid=abc&t=x");
   CHECK(replace_query_param("/s/?sid=a&sid=b", "sid", "z") == "/s/?sid=z&sid=z");
   CHECK(replace_query_param("/s/?s%69d=a", "sid", "z") == "/s/?s%69d=z");
+  CHECK(remove_query_param("/socket.io/?EIO=4&prev_sid=abc&transport=polling", "prev_sid") ==
+        "/socket.io/?EIO=4&transport=polling");
+  CHECK(remove_query_param("/s/?prev_sid=a&prev_sid=b", "prev_sid") == "/s/");
+  CHECK(remove_query_param("/s/?a=1&prev%5Fsid=x#f", "prev_sid") == "/s/?a=1#f");
+  CHECK(remove_query_param("/s/?a=1", "prev_sid") == "/s/?a=1");
+  CHECK(remove_query_param("/s/", "prev_sid") == "/s/");
   CHECK(replace_query_param("/s/", "sid", "z") == "/s/");
   CHECK(replace_query_param("/s/?a&&b=1", "sid", "z") == "/s/?a&&b=1");
   // A fragment is not part of the query: copied through, never rewritten.

@@ -244,3 +244,67 @@ TEST_CASE("router: an evicted session's sid gets Engine.IO's 400; its cookie is 
   REQUIRE(t.table().mark_evicted("tg", 2));
   CHECK(t.route("/socket.io/?EIO=4&sid=n3.tg", "", 0, 10).local_status == 400);
 }
+
+TEST_CASE("router: reconnect hint sends a handshake to the previous session's node when it may take one") {
+  ConfigResult c = load_config_string(
+      "listen: 127.0.0.1:0\n"
+      "backends:\n"
+      "  - {name: n1, address: 127.0.0.1:3001}\n"
+      "  - {name: n2, address: 127.0.0.1:3002}\n"
+      "  - {name: n3, address: 127.0.0.1:3003}\n"
+      "sticky: {reconnect_hint: prev_sid}\n",
+      "test.yaml");
+  REQUIRE(c.config);
+  Router r(*c.config);
+  r.learn("old", 2, nullptr, 0);
+  for (int i = 0; i < 4; ++i) {  // whatever the balancer's turn
+    Route x = r.route("/socket.io/?EIO=4&transport=polling&prev_sid=old", "", 0, 10);
+    CHECK(x.handshake);
+    CHECK(x.backend == 2);
+    CHECK(x.via == RouteVia::Hint);
+    CHECK(x.strip_hint);
+  }
+  // The hint beats the shared io cookie of another tab's session...
+  r.learn("other", 0, nullptr, 0);
+  CHECK(r.route("/socket.io/?EIO=4&transport=polling&prev_sid=old", "io=other", 0, 10).backend == 2);
+  // ...never a request's own sid.
+  Route own = r.route("/socket.io/?EIO=4&transport=polling&sid=other&prev_sid=old", "", 0, 10);
+  CHECK(own.backend == 0);
+  CHECK(own.via == RouteVia::Table);
+  CHECK(own.strip_hint);
+  // Unknown, empty or malformed: balanced (and still stripped).
+  for (const char* q : {"prev_sid=nope", "prev_sid=", "prev_sid=%zz", "prev_sid"}) {
+    CAPTURE(q);
+    Route x = r.route(std::string("/socket.io/?EIO=4&transport=polling&") + q, "", 0, 10);
+    CHECK(x.via == RouteVia::Balance);
+    CHECK(x.strip_hint);
+  }
+  // A node that may not take sessions now: drained, down, weight 0, evicted sid.
+  r.set_admin_state(2, AdminState::Drain);
+  CHECK(r.route("/socket.io/?EIO=4&transport=polling&prev_sid=old", "", 0, 10).via == RouteVia::Balance);
+  r.set_admin_state(2, AdminState::Ready);
+  r.set_health(2, Health::Down, 10);
+  CHECK(r.route("/socket.io/?EIO=4&transport=polling&prev_sid=old", "", 0, 10).via == RouteVia::Balance);
+  r.set_health(2, Health::Up, 10);
+  CHECK(r.route("/socket.io/?EIO=4&transport=polling&prev_sid=old", "", 0, 10).via == RouteVia::Hint);
+  r.set_weight(2, 0);
+  CHECK(r.route("/socket.io/?EIO=4&transport=polling&prev_sid=old", "", 0, 10).via == RouteVia::Balance);
+  r.set_weight(2, 1);
+  r.table().mark_evicted("old", 2);
+  CHECK(r.route("/socket.io/?EIO=4&transport=polling&prev_sid=old", "", 0, 10).via == RouteVia::Balance);
+  // Off by default: the parameter is neither used nor stripped.
+  Config plain_cfg = three_backends();
+  Router plain(plain_cfg);
+  plain.learn("old", 2, nullptr, 0);
+  Route p = plain.route("/socket.io/?EIO=4&transport=polling&prev_sid=old", "", 0, 10);
+  CHECK_FALSE(p.strip_hint);
+  CHECK(p.via == RouteVia::Balance);
+}
+
+TEST_CASE("router: a request without sid and without transport is not a handshake (Socket.IO's own files)") {
+  Config cfg = three_backends();
+  Router r(cfg);
+  CHECK_FALSE(r.route("/socket.io/socket.io.js", "", 0, 0).handshake);
+  CHECK_FALSE(r.route("/socket.io/?EIO=4", "", 0, 0).handshake);
+  CHECK(r.route("/socket.io/?EIO=4&transport=websocket", "", 0, 0).handshake);
+}
