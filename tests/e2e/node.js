@@ -2,7 +2,7 @@
 // One Socket.IO 4.8 node for the stickyd end-to-end tests.
 //
 //   node node.js --name n1 --port 0 [--host 127.0.0.1] [--cookie] [--tag-prefix [TAG]]
-//                [--print-sessions] [--exit-with-stdin]
+//                [--print-sessions] [--static DIR] [--exit-with-stdin]
 //
 // Listens on --host (default 127.0.0.1; any 127.0.0.x, so that several nodes share a port as
 // pods behind one DNS name do) and --port (0 = ephemeral) and prints exactly one line
@@ -20,6 +20,8 @@
 //             GET /stats  -> JSON with every counter below (Content-Length body)
 //             GET /health -> 200, or 503 after PUT /health/fail (PUT /health/ok: 200 again):
 //                            a node that fails its checks while it still serves
+//             GET /static/<name> -> the file DIR/<name> with --static DIR (the browser tests'
+//                            page, served through stickyd from the nodes like an application's)
 // Counters:   every sid this node ever created; Engine.IO connection_error by code; requests
 //             and upgrades per method; "foreign" requests (a `sid` query parameter that this
 //             node never created); OPTIONS per owned sid; requests carrying the `io` cookie.
@@ -28,11 +30,12 @@
 'use strict';
 
 const http = require('node:http');
+const fs = require('node:fs');
 const crypto = require('node:crypto');
 const { Server } = require('socket.io');
 
 function parseArgs(argv) {
-  const out = { name: null, port: 0, host: '127.0.0.1', cookie: false, tagPrefix: null, printSessions: false, exitWithStdin: false };
+  const out = { name: null, port: 0, host: '127.0.0.1', cookie: false, tagPrefix: null, printSessions: false, staticDir: null, exitWithStdin: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--name') out.name = argv[++i];
@@ -41,6 +44,7 @@ function parseArgs(argv) {
     else if (a === '--cookie') out.cookie = true;
     else if (a === '--print-sessions') out.printSessions = true;
     else if (a === '--tag-prefix') out.tagPrefix = argv[i + 1] && !argv[i + 1].startsWith('--') ? argv[++i] : '';
+    else if (a === '--static') out.staticDir = argv[++i];
     else if (a === '--exit-with-stdin') out.exitWithStdin = true;
     else {
       process.stderr.write(`node.js: unknown argument ${a}\n`);
@@ -154,8 +158,32 @@ function account(req, kind) {
 // keeps it and calls it only for requests outside its path.
 let healthy = true;
 
+const STATIC_TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+
+function serveStatic(name, res) {
+  const type = STATIC_TYPES[/\.[a-z]+$/.exec(name)?.[0]];
+  if (!args.staticDir || !/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/.test(name) || !type) {
+    res.writeHead(404, { 'Content-Type': 'text/plain' });
+    res.end('not found\n');
+    return;
+  }
+  fs.readFile(`${args.staticDir}/${name}`, (err, data) => {
+    if (err) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' });
+      res.end('not found\n');
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': type, 'Content-Length': data.length, 'Cache-Control': 'no-store' });
+    res.end(data);
+  });
+}
+
 function appHandler(req, res) {
   const path = req.url.split('?')[0];
+  if (req.method === 'GET' && path.startsWith('/static/')) {
+    serveStatic(path.slice('/static/'.length), res);
+    return;
+  }
   if (req.method === 'GET' && path === '/whoami') {
     // No Content-Length: Node sends it chunked, which the raw HTTP reader must handle.
     res.writeHead(200, { 'Content-Type': 'application/json' });
