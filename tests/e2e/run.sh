@@ -10,14 +10,9 @@
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")" || exit 1
+source ../lib/node-tests.sh
 
-if [[ ! -d node_modules || ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  if ! npm ci --no-audit --no-fund; then
-    echo "npm ci failed" >&2
-    echo "E2E passed=0 failed=1"
-    exit 1
-  fi
-fi
+npm_ci_if_stale . || setup_failed E2E "npm ci failed"
 
 if [[ $# -gt 0 ]]; then
   files=("$@")
@@ -25,26 +20,4 @@ else
   files=(test/*.test.js)
 fi
 
-mkdir -p .tmp
-# One TAP file per run: concurrent runs must not read each other's summary.
-tap=$(mktemp .tmp/e2e.XXXXXX.tap)
-node --test --test-reporter=tap --test-reporter-destination=stdout \
-  --test-concurrency=1 "${files[@]}" | tee "$tap"
-status=${PIPESTATUS[0]}
-
-pass=$(grep -aE '^# pass [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
-fail=$(grep -aE '^# fail [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
-cancelled=$(grep -aE '^# cancelled [0-9]+$' "$tap" | tail -n 1 | awk '{print $3}')
-
-if [[ -z "$pass" || -z "$fail" ]]; then
-  # No summary: the runner crashed.
-  pass=${pass:-0}
-  fail=$(( ${fail:-0} > 0 ? ${fail:-0} : 1 ))
-fi
-fail=$(( fail + ${cancelled:-0} ))
-if [[ $status -ne 0 && $fail -eq 0 ]]; then
-  fail=1
-fi
-
-echo "E2E passed=${pass} failed=${fail}"
-[[ $fail -eq 0 && $status -eq 0 ]]
+run_node_tests E2E "${files[@]}"
