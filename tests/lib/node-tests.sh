@@ -8,8 +8,10 @@ setup_failed() {
 }
 
 # npm_ci_if_stale DIR: `npm ci` in DIR when its node_modules is missing or older than its
-# package-lock.json.
+# package-lock.json. A node_modules that is a symbolic link (shared with another checkout) is
+# left alone: npm ci would empty the directory it points to.
 npm_ci_if_stale() {
+  [[ -L $1/node_modules ]] && return 0
   if [[ ! -d $1/node_modules || ! -f $1/node_modules/.package-lock.json || $1/package-lock.json -nt $1/node_modules/.package-lock.json ]]; then
     (cd "$1" && npm ci --no-audit --no-fund)
   fi
