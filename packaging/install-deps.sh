@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything stickyd needs on a fresh Debian machine.
 #   packaging/install-deps.sh           build dependencies (Debian packages)
-#   packaging/install-deps.sh --tests   also the test cluster's npm packages (npm ci)
+#   packaging/install-deps.sh --tests   also the test packages, and the npm packages of the
+#                                       e2e and browser tests (npm ci)
 # Packages already present are not reinstalled; apt-get runs only when something is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,8 +14,9 @@ packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev
 # of the discovery tests; haproxy (2.6) is the side-by-side column of the request-smuggling
 # e2e test and tests/bench/smuggling-compare.js (the package's default config listens on no
 # port); systemd brings systemd-socket-activate, which passes stickyd a listening socket
-# the way a socket unit does (LISTEN_FDS).
-test_packages=(clang libclang-rt-14-dev haproxy dnsmasq-base systemd)
+# the way a socket unit does (LISTEN_FDS); chromium-headless-shell is the browser of
+# tests/browser (driven by puppeteer-core).
+test_packages=(clang libclang-rt-14-dev haproxy dnsmasq-base systemd chromium-headless-shell)
 with_tests=0
 for a in "$@"; do
   case "$a" in
@@ -45,4 +47,5 @@ if [ "$with_tests" = 1 ]; then
   fi
   # Reproducible: exactly the versions in package-lock.json.
   (cd "$top/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+  (cd "$top/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs dependencies, builds, runs the doctest unit tests and the
-# end-to-end suite against a real Socket.IO cluster, and ends with one line
-# "N passed, N failed" counting every test case of both.
+# The whole test suite: installs dependencies, builds, runs the doctest unit tests, the
+# end-to-end suite against a real Socket.IO cluster, the browser tests (headless Chromium),
+# and ends with one line "N passed, N failed" counting every test case of all of them.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -37,17 +37,32 @@ for bin in build/tests/unit/unit_tests build/tests/unit/unit_tests_lenient; do
   rm -f "$unit_log"
 done
 
-e2e_passed=0 e2e_failed=0
-e2e_log=$(mktemp)
-STICKYD_BIN="$top/build/stickyd" bash tests/e2e/run.sh 2>&1 | tee "$e2e_log"
-e2e_rc=${PIPESTATUS[0]}
-line=$(grep -E '^E2E passed=' "$e2e_log" | tail -n 1)
-if [[ $line =~ passed=([0-9]+)\ failed=([0-9]+) ]]; then
-  e2e_passed=${BASH_REMATCH[1]}
-  e2e_failed=${BASH_REMATCH[2]}
-fi
-if [ "$e2e_rc" != 0 ] && [ "$e2e_failed" = 0 ]; then e2e_failed=1; fi
-rm -f "$e2e_log"
+# run_suite LABEL COMMAND...: runs the command (its output shown) and reads its last line
+# "LABEL passed=N failed=M" into suite_passed and suite_failed; a command that failed without
+# counting a failure counts one.
+run_suite() {
+  local label=$1 log rc line
+  shift
+  log=$(mktemp)
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  suite_passed=0 suite_failed=0
+  line=$(grep -aE "^$label passed=" "$log" | tail -n 1)
+  if [[ $line =~ passed=([0-9]+)\ failed=([0-9]+) ]]; then
+    suite_passed=${BASH_REMATCH[1]}
+    suite_failed=${BASH_REMATCH[2]}
+  fi
+  if [ "$rc" != 0 ] && [ "$suite_failed" = 0 ]; then suite_failed=1; fi
+  rm -f "$log"
+}
+
+run_suite E2E env STICKYD_BIN="$top/build/stickyd" bash tests/e2e/run.sh
+e2e_passed=$suite_passed e2e_failed=$suite_failed
+
+# Real browsers (chromium-headless-shell): tabs of one cookie jar on every transport,
+# cross-origin, TLS, and the demo page.
+run_suite BROWSER env STICKYD_BIN="$top/build/stickyd" bash tests/browser/run.sh
+browser_passed=$suite_passed browser_failed=$suite_failed
 
 # A short soak: 20k requests and 500 tunnels through stickyd; RSS and fds return to baseline.
 soak_passed=0 soak_failed=0
@@ -107,7 +122,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   fi
 fi
 
-echo "unit: $unit_passed passed, $unit_failed failed; end-to-end: $e2e_passed passed, $e2e_failed failed; sanitizers (unit + end-to-end): $asan_passed passed, $asan_failed failed"
+echo "unit: $unit_passed passed, $unit_failed failed; end-to-end: $e2e_passed passed, $e2e_failed failed; browser: $browser_passed passed, $browser_failed failed; sanitizers (unit + end-to-end): $asan_passed passed, $asan_failed failed"
 # libFuzzer targets (clang): replay the seed corpora, then fuzz each target for a while.
 fuzz_passed=0 fuzz_failed=0
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
@@ -125,7 +140,7 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
 fi
 
 echo "soak: $soak_passed passed, $soak_failed failed; fuzz targets: $fuzz_passed passed, $fuzz_failed failed"
-total_passed=$((unit_passed + e2e_passed + asan_passed + soak_passed + fuzz_passed))
-total_failed=$((unit_failed + e2e_failed + asan_failed + soak_failed + fuzz_failed))
+total_passed=$((unit_passed + e2e_passed + browser_passed + asan_passed + soak_passed + fuzz_passed))
+total_failed=$((unit_failed + e2e_failed + browser_failed + asan_failed + soak_failed + fuzz_failed))
 summary $total_passed $total_failed
 [ $total_failed = 0 ]
