@@ -124,6 +124,28 @@ function assertTabsSticky(snaps, stats, { messages, transport }) {
   return nodes;
 }
 
+// The first half of `tabs` polling-only, the others on the default transports (polling, then
+// the upgrade to websocket): all connect at once (io options `connectOpts` too), then
+// `messages` acked round trips each. Every tab stays on its node and ends on its transport.
+// Returns {snaps, stats}.
+async function pollingAndUpgradingTabs(env, tabs, { messages, connectOpts = {} }) {
+  const half = Math.floor(tabs.length / 2);
+  const seen = (i) => (i < half ? ['polling'] : ['polling', 'websocket']);
+  await h.withTimeout(
+    Promise.all(tabs.map((p, i) => connect(p, i < half ? { ...connectOpts, transports: ['polling'] } : connectOpts))),
+    T.connect,
+    'tabs connect',
+  );
+  await Promise.all(tabs.slice(half).map((p) => waitTransport(p, 'websocket')));
+  await h.withTimeout(Promise.all(tabs.map((p) => roundTrips(p, messages, 10))), T.roundTrips, 'round trips');
+  const snaps = await Promise.all(tabs.map((p) => snapshot(p)));
+  const stats = await env.stats();
+  assertTabsSticky(snaps.slice(0, half), stats, { messages, transport: 'polling' });
+  assertTabsSticky(snaps.slice(half), stats, { messages, transport: 'websocket' });
+  snaps.forEach((s, i) => assert.deepEqual(s.transports, seen(i), `tab ${i}: transports`));
+  return { snaps, stats };
+}
+
 // Tab errors and snapshots go to the scenario's diagnostics on failure.
 function diagnoseTabs(env, tabs) {
   env.extraDiagnostics.push(() => `--- tabs ---\n${tabs.map((p, i) => `tab ${i} ${p.url()}: ${p.errors.join(' | ') || 'no page errors'}`).join('\n')}`);
@@ -168,6 +190,7 @@ module.exports = {
   snapshot,
   waitTransport,
   assertTabsSticky,
+  pollingAndUpgradingTabs,
   diagnoseTabs,
   staticServer,
 };

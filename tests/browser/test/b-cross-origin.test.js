@@ -30,24 +30,7 @@ test('cross-origin page (localhost -> 127.0.0.1) with credentials: polling and u
     assert.equal(origin, `http://localhost:${pages.port}`);
     assert.notEqual(origin, env.url);
 
-    const polling = tabs.slice(0, 3);
-    const upgrading = tabs.slice(3);
-    await h.withTimeout(
-      Promise.all([
-        ...polling.map((p) => b.connect(p, { transports: ['polling'], withCredentials: true })),
-        ...upgrading.map((p) => b.connect(p, { withCredentials: true })),
-      ]),
-      b.T.connect,
-      'tabs connect',
-    );
-    await Promise.all(upgrading.map((p) => b.waitTransport(p, 'websocket')));
-    await h.withTimeout(Promise.all(tabs.map((p) => b.roundTrips(p, MESSAGES, 10))), b.T.roundTrips, 'round trips');
-
-    const snaps = await Promise.all(tabs.map((p) => b.snapshot(p)));
-    const stats = await env.stats();
-    b.assertTabsSticky(snaps.slice(0, 3), stats, { messages: MESSAGES, transport: 'polling' });
-    b.assertTabsSticky(snaps.slice(3), stats, { messages: MESSAGES, transport: 'websocket' });
-    snaps.slice(3).forEach((s, i) => assert.deepEqual(s.transports, ['polling', 'websocket'], `upgrading tab ${i}: transports`));
+    await b.pollingAndUpgradingTabs(env, tabs, { messages: MESSAGES, connectOpts: { withCredentials: true } });
     // (A credentialed cross-origin XHR fails in the browser unless the answer allows this
     // origin with credentials: the connects above are that check.)
   });

@@ -37,20 +37,7 @@ test('TLS listener, cookie sameSite none + secure: cookie set and sent, tabs sti
     const tabs = await b.openTabs(context, 6, `${proxy.url}/static/client.html`);
     b.diagnoseTabs(env, tabs);
 
-    const polling = tabs.slice(0, 3);
-    const upgrading = tabs.slice(3);
-    await h.withTimeout(
-      Promise.all([...polling.map((p) => b.connect(p, { transports: ['polling'] })), ...upgrading.map((p) => b.connect(p))]),
-      b.T.connect,
-      'tabs connect',
-    );
-    await Promise.all(upgrading.map((p) => b.waitTransport(p, 'websocket')));
-    await h.withTimeout(Promise.all(tabs.map((p) => b.roundTrips(p, MESSAGES, 10))), b.T.roundTrips, 'round trips');
-
-    const snaps = await Promise.all(tabs.map((p) => b.snapshot(p)));
-    const stats = await env.stats();
-    b.assertTabsSticky(snaps.slice(0, 3), stats, { messages: MESSAGES, transport: 'polling' });
-    b.assertTabsSticky(snaps.slice(3), stats, { messages: MESSAGES, transport: 'websocket' });
+    const { snaps, stats } = await b.pollingAndUpgradingTabs(env, tabs, { messages: MESSAGES });
 
     // The injected cookie, as the browser stored it: one `io` with the configured attributes,
     // naming one of the tabs' sessions (the last handshake's).
