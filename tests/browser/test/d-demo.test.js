@@ -3,11 +3,13 @@
 // binary already built (DEMO_SKIP_BUILD=1), three tabs (each its own browser context, as three
 // visitors) show a node and a transport; the kill button of one tab kills its node, and the
 // tab shows another node within seconds; the sessions view lists the three nodes, and the
-// killed one comes back up. SIGTERM stops the demo, its nodes and stickyd.
+// killed one comes back up. SIGTERM stops the demo, its nodes and stickyd, and removes its
+// temp files.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const h = require('../../e2e/lib/harness');
@@ -123,6 +125,10 @@ test('demo: three tabs show node and transport; kill moves a tab to another node
     const info = await h.withTimeout(demo.exited, 10000 * h.SCALE, 'demo.sh to exit on SIGTERM');
     assert.equal(info.code, 0, `demo.sh exit ${JSON.stringify(info)}`);
     for (const p of [port, ...nodePorts]) assert.ok(await refused(p), `port ${p} still open after the demo stopped`);
+    // stickyd logged its config file, in the demo's temp directory: removed.
+    const config = /\bconfig=(\S+\/stickyd\.yaml)\b/.exec(stderr.find((l) => / info started /.test(l)) || '')?.[1];
+    assert.ok(config, 'stickyd started line with its config file');
+    assert.equal(fs.existsSync(path.dirname(config)), false, `${path.dirname(config)} left behind`);
   } catch (err) {
     console.error(`--- demo.sh stdout ---\n${stdout.join('\n')}\n--- demo.sh stderr ---\n${stderr.join('\n')}`);
     throw err;
