@@ -45,7 +45,9 @@ if [ "$with_tests" = 1 ]; then
     echo "install-deps: the tests need Node.js (>= 18) and npm on PATH" >&2
     exit 1
   fi
-  # Reproducible: exactly the versions in package-lock.json.
-  (cd "$top/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
-  (cd "$top/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
+  # Reproducible: exactly the versions in package-lock.json. A node_modules that is a symbolic
+  # link (shared with another checkout) is left alone: npm ci would empty its target.
+  for d in tests/e2e tests/browser; do
+    [ -L "$top/$d/node_modules" ] || (cd "$top/$d" && npm ci --no-audit --no-fund --loglevel=error)
+  done
 fi
