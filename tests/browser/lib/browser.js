@@ -20,6 +20,7 @@ const T = {
   roundTrips: 30000 * h.SCALE,
   upgrade: 10000 * h.SCALE,
   close: 10000 * h.SCALE,
+  test: 120000 * h.SCALE, // a whole test, a last resort over the bounds above
 };
 
 // CHROMIUM_BIN, else the executable that the Debian package chromium-headless-shell installed.

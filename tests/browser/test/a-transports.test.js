@@ -37,7 +37,7 @@ async function sessionElsewhere(env, avoid) {
 }
 
 for (const mode of MODES) {
-  test(`${mode.name}: ${TABS} tabs sharing one cookie jar each stay on their node`, async (t) => {
+  test(`${mode.name}: ${TABS} tabs sharing one cookie jar each stay on their node`, { timeout: b.T.test }, async (t) => {
     await h.scenario(t, { proxyCookie: true, nodeStatic: b.PAGE_DIR }, async (env) => {
       const context = await browser.createBrowserContext();
       env.cleanups.push(() => context.close());

@@ -17,7 +17,7 @@ before(async () => {
 });
 after(() => b.closeBrowser(browser));
 
-test('cross-origin page (localhost -> 127.0.0.1) with credentials: polling and upgrade, sticky', async (t) => {
+test('cross-origin page (localhost -> 127.0.0.1) with credentials: polling and upgrade, sticky', { timeout: b.T.test }, async (t) => {
   await h.scenario(t, { proxyCookie: true }, async (env) => {
     const pages = await b.staticServer(b.PAGE_DIR);
     env.cleanups.push(() => pages.close());

@@ -24,7 +24,7 @@ after(async () => {
   if (pki) pki.cleanup();
 });
 
-test('TLS listener, cookie sameSite none + secure: cookie set and sent, tabs sticky over polling and wss', async (t) => {
+test('TLS listener, cookie sameSite none + secure: cookie set and sent, tabs sticky over polling and wss', { timeout: b.T.test }, async (t) => {
   await h.scenario(t, { proxy: false, nodeStatic: b.PAGE_DIR }, async (env) => {
     const proxy = await x.startTlsStickyd(pki, {
       listen: [{ tls: { cert: 'a.pem', key: 'a.key' } }],

@@ -49,7 +49,7 @@ function refused(port) {
 
 const NODE_RE = /^n[123]$/;
 
-test('demo: three tabs show node and transport; kill moves a tab to another node; sessions view', async (t) => {
+test('demo: three tabs show node and transport; kill moves a tab to another node; sessions view', { timeout: T_START + 2 * b.T.test }, async (t) => {
   const port = await freePort();
   // Its own process group: a failed test kills the demo with everything it started.
   const demo = h.trackChild(
