@@ -37,6 +37,22 @@ for bin in build/tests/unit/unit_tests build/tests/unit/unit_tests_lenient; do
   rm -f "$unit_log"
 done
 
+# Builds and runs that need CPU but no timing go to the background, niced, while the timing
+# sensitive suites run in front: the sanitizer build (its tests run after the end-to-end suite)
+# and the libFuzzer targets (their own clang build, then each target for FUZZ_SECONDS).
+bg_dir=$(mktemp -d)
+asan_build_pid=""
+if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
+  ( BUILD_DIR=build-asan nice -n 15 bash packaging/build.sh -Db_sanitize=address,undefined \
+      -Db_lundef=false -Dbuildtype=debug >"$bg_dir/asan-build.log" 2>&1 ) &
+  asan_build_pid=$!
+fi
+fuzz_pid=""
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  ( nice -n 15 bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" >"$bg_dir/fuzz.log" 2>&1 ) &
+  fuzz_pid=$!
+fi
+
 # run_suite LABEL COMMAND...: runs the command (its output shown) and reads its last line
 # "LABEL passed=N failed=M" into suite_passed and suite_failed; a command that failed without
 # counting a failure counts one.
@@ -76,8 +92,7 @@ fi
 # AddressSanitizer and UndefinedBehaviorSanitizer: any report fails the run.
 asan_passed=0 asan_failed=0
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
-  if BUILD_DIR=build-asan bash packaging/build.sh -Db_sanitize=address,undefined -Db_lundef=false \
-      -Dbuildtype=debug >/dev/null; then
+  if wait "$asan_build_pid"; then
     # Reports go to files: a report from any stickyd process (leaks found at exit included)
     # fails the run even when the test that caused it passed.
     reports="$top/build-asan/sanitizer-reports"
@@ -118,6 +133,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
     unset ASAN_OPTIONS UBSAN_OPTIONS
   else
     echo "run-all: sanitizer build failed" >&2
+    tail -n 40 "$bg_dir/asan-build.log" >&2
     asan_failed=1
   fi
 fi
@@ -125,9 +141,10 @@ fi
 echo "unit: $unit_passed passed, $unit_failed failed; end-to-end: $e2e_passed passed, $e2e_failed failed; browser: $browser_passed passed, $browser_failed failed; sanitizers (unit + end-to-end): $asan_passed passed, $asan_failed failed"
 # libFuzzer targets (clang): replay the seed corpora, then fuzz each target for a while.
 fuzz_passed=0 fuzz_failed=0
-if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  fuzz_log=$(mktemp)
-  bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" 2>&1 | tee "$fuzz_log" | grep -aE '^(PASS|FAIL)|^FUZZ'
+if [ -n "$fuzz_pid" ]; then
+  wait "$fuzz_pid"
+  fuzz_log="$bg_dir/fuzz.log"
+  grep -aE '^(PASS|FAIL)|^FUZZ' "$fuzz_log"
   line=$(grep -aE '^FUZZ passed=' "$fuzz_log" | tail -n 1)
   if [[ $line =~ passed=([0-9]+)\ failed=([0-9]+) ]]; then
     fuzz_passed=${BASH_REMATCH[1]}
@@ -136,8 +153,8 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     tail -n 30 "$fuzz_log"
     fuzz_failed=1
   fi
-  rm -f "$fuzz_log"
 fi
+rm -rf "$bg_dir"
 
 echo "soak: $soak_passed passed, $soak_failed failed; fuzz targets: $fuzz_passed passed, $fuzz_failed failed"
 total_passed=$((unit_passed + e2e_passed + browser_passed + asan_passed + soak_passed + fuzz_passed))
