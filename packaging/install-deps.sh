@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 
 packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev doctest-dev
-          libc-ares-dev liburing-dev node-llhttp openssl curl)
+          libc-ares-dev liburing-dev node-llhttp libsystemd-dev openssl curl)
 # The test suite also builds the libFuzzer targets with clang; dnsmasq is the real DNS server
 # of the discovery tests; haproxy (2.6) is the side-by-side column of the request-smuggling
 # e2e test and tests/bench/smuggling-compare.js (the package's default config listens on no

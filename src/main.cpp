@@ -19,6 +19,7 @@
 #include "stickyd/haproxy_import.hpp"
 #include "stickyd/http_request.hpp"
 #include "stickyd/log.hpp"
+#include "stickyd/notify.hpp"
 #include "stickyd/proxy.hpp"
 #include "stickyd/upgrade.hpp"
 #include "stickyd/workers.hpp"
@@ -113,6 +114,12 @@ int import_haproxy_command(int argc, char** argv) {
   std::fwrite(r.yaml.data(), 1, r.yaml.size(), stdout);
   std::fprintf(stderr, "import-haproxy: %zu lines mapped, %zu kept as comments\n", r.mapped, r.unmapped);
   return 0;
+}
+
+// STATUS= line for systemd (systemctl status).
+std::string serving_status(size_t backends, size_t workers) {
+  return "serving " + std::to_string(backends) + " backends with " + std::to_string(workers) +
+         " workers";
 }
 
 }  // namespace
@@ -222,19 +229,25 @@ int main(int argc, char** argv) {
   auto on_stop = [](uv_signal_t* s, int signum) {
     auto* c = static_cast<Control*>(s->data);
     stickyd::log::info("stopping", {{"signal", signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    stickyd::notify::stopping("draining");
     c->drain();
   };
   auto on_reload = [](uv_signal_t* s, int) {
     auto* c = static_cast<Control*>(s->data);
+    stickyd::notify::reloading();
     stickyd::ConfigResult next = stickyd::load_config_file(c->config_path);
     if (!next.config) {
       for (const auto& e : next.errors)
         stickyd::log::error("reload refused", {{"error", e.to_string()}});
       stickyd::log::error("reload refused: keeping the running config",
                           {{"errors", next.errors.size()}});
+      stickyd::notify::ready("serving; last reload refused (" + std::to_string(next.errors.size()) +
+                             " config errors, see the log)");
       return;
     }
+    size_t backends = next.config->backends.size();
     c->workers->reload(std::move(*next.config));
+    stickyd::notify::ready(serving_status(backends, c->workers->size()));
   };
   auto on_upgrade = [](uv_signal_t* s, int) {
     auto* c = static_cast<Control*>(s->data);
@@ -242,6 +255,9 @@ int main(int argc, char** argv) {
     c->upgrader->start();
   };
   upgrader.on_ready = [&control](int64_t) {
+    // No STOPPING=1 here: the new process already told systemd it is the main process
+    // (MAINPID=), and STOPPING=1 from any process of the unit would make systemd stop the
+    // service, new process included, once TimeoutStopSec passes.
     control.workers->main().hand_over();
     control.drain();
   };
@@ -275,6 +291,9 @@ int main(int argc, char** argv) {
                                  {"backends", backend_count},
                                  {"workers", workers.size()},
                                  {"config", config_path}});
+  // Under systemd: this process is the service's main one now (after an upgrade too: the old
+  // process sends nothing more), sent before the old process hears `ready` below.
+  stickyd::notify::ready(serving_status(backend_count, workers.size()));
   if (handover.fd >= 0) {
     // Tell the old process we serve (it drains now), then keep sharing sessions with it
     // until it exits.
