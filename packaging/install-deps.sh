@@ -3,6 +3,7 @@
 #   packaging/install-deps.sh           build dependencies (Debian packages)
 #   packaging/install-deps.sh --tests   also the test packages, and the npm packages of the
 #                                       e2e and browser tests (npm ci)
+#   packaging/install-deps.sh --deb     also what packaging/deb.sh needs to build the .deb
 # Packages already present are not reinstalled; apt-get runs only when something is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,10 +18,14 @@ packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev
 # the way a socket unit does (LISTEN_FDS); chromium-headless-shell is the browser of
 # tests/browser (driven by puppeteer-core).
 test_packages=(clang libclang-rt-14-dev haproxy dnsmasq-base systemd chromium-headless-shell)
+# packaging/deb.sh builds the Debian package with these.
+deb_packages=(debhelper dpkg-dev fakeroot lintian)
 with_tests=0
+with_deb=0
 for a in "$@"; do
   case "$a" in
     --tests) with_tests=1 ;;
+    --deb) with_deb=1 ;;
     *) echo "install-deps: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -29,6 +34,7 @@ sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
 
 if [ "$with_tests" = 1 ]; then packages+=("${test_packages[@]}"); fi
+if [ "$with_deb" = 1 ]; then packages+=("${deb_packages[@]}"); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,8 +42,10 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -q
-  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Another apt or dpkg run (a shared machine) is waited for rather than failing.
+  "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q
+  "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends \
+    "${missing[@]}"
 fi
 
 if [ "$with_tests" = 1 ]; then
