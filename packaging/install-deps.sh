@@ -15,11 +15,13 @@ packages=(g++ meson ninja-build pkg-config libuv1-dev libssl-dev libyaml-cpp-dev
 # of the discovery tests; haproxy (2.6) is the side-by-side column of the request-smuggling
 # e2e test and tests/bench/smuggling-compare.js (the package's default config listens on no
 # port); systemd brings systemd-socket-activate, which passes stickyd a listening socket
-# the way a socket unit does (LISTEN_FDS); chromium-headless-shell is the browser of
-# tests/browser (driven by puppeteer-core).
-test_packages=(clang libclang-rt-14-dev haproxy dnsmasq-base systemd chromium-headless-shell)
+# the way a socket unit does (LISTEN_FDS), and systemd-analyze for the packaging test, which
+# builds and lints the .deb (tests/packaging/run.sh) and renders its man page;
+# chromium-headless-shell is the browser of tests/browser (driven by puppeteer-core).
 # packaging/deb.sh builds the Debian package with these.
 deb_packages=(debhelper dpkg-dev fakeroot lintian)
+test_packages=(clang libclang-rt-14-dev haproxy dnsmasq-base systemd chromium-headless-shell
+               "${deb_packages[@]}" man-db python3)
 with_tests=0
 with_deb=0
 for a in "$@"; do

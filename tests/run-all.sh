@@ -7,6 +7,18 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 summary() { echo "$1 passed, $2 failed"; }
+# counts PREFIX LOG RC: "P F" from the last "PREFIX passed=P failed=F" line of LOG; F is at
+# least 1 when there is no such line or RC (the script's exit status) is not 0.
+counts() {
+  local line p=0 f=1
+  line=$(grep -aE "^$1 passed=" "$2" | tail -n 1)
+  if [[ $line =~ passed=([0-9]+)\ failed=([0-9]+) ]]; then
+    p=${BASH_REMATCH[1]}
+    f=${BASH_REMATCH[2]}
+  fi
+  if [ "$3" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  echo "$p $f"
+}
 
 if ! bash packaging/install-deps.sh --tests; then
   echo "run-all: dependency installation failed" >&2
@@ -52,24 +64,36 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   ( nice -n 15 bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" >"$bg_dir/fuzz.log" 2>&1 ) &
   fuzz_pid=$!
 fi
+# The Debian package: built (release), linted, installed, its unit verified, the installed
+# binary run once with a fake NOTIFY_SOCKET (tests/packaging/run.sh).
+pkg_pid=""
+if [ "${SKIP_PACKAGING:-0}" != 1 ]; then
+  ( nice -n 15 bash tests/packaging/run.sh >"$bg_dir/pkg.log" 2>&1 ) &
+  pkg_pid=$!
+fi
 
 # run_suite LABEL COMMAND...: runs the command (its output shown) and reads its last line
 # "LABEL passed=N failed=M" into suite_passed and suite_failed; a command that failed without
 # counting a failure counts one.
 run_suite() {
-  local label=$1 log rc line
+  local label=$1 log rc
   shift
   log=$(mktemp)
   "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
-  suite_passed=0 suite_failed=0
-  line=$(grep -aE "^$label passed=" "$log" | tail -n 1)
-  if [[ $line =~ passed=([0-9]+)\ failed=([0-9]+) ]]; then
-    suite_passed=${BASH_REMATCH[1]}
-    suite_failed=${BASH_REMATCH[2]}
-  fi
-  if [ "$rc" != 0 ] && [ "$suite_failed" = 0 ]; then suite_failed=1; fi
+  read -r suite_passed suite_failed < <(counts "$label" "$log" "$rc")
   rm -f "$log"
+}
+
+# bg_suite LABEL PID LOG PATTERN: waits for a background job and reads its counts as
+# run_suite does; shows the lines of its log matching PATTERN (the whole tail on failure).
+bg_suite() {
+  local label=$1 pid=$2 log=$3 pattern=$4 rc
+  wait "$pid"
+  rc=$?
+  grep -aE "$pattern" "$log"
+  read -r suite_passed suite_failed < <(counts "$label" "$log" "$rc")
+  if [ "$suite_failed" != 0 ]; then tail -n 60 "$log"; fi
 }
 
 run_suite E2E env STICKYD_BIN="$top/build/stickyd" bash tests/e2e/run.sh
@@ -142,22 +166,18 @@ echo "unit: $unit_passed passed, $unit_failed failed; end-to-end: $e2e_passed pa
 # libFuzzer targets (clang): replay the seed corpora, then fuzz each target for a while.
 fuzz_passed=0 fuzz_failed=0
 if [ -n "$fuzz_pid" ]; then
-  wait "$fuzz_pid"
-  fuzz_log="$bg_dir/fuzz.log"
-  grep -aE '^(PASS|FAIL)|^FUZZ' "$fuzz_log"
-  line=$(grep -aE '^FUZZ passed=' "$fuzz_log" | tail -n 1)
-  if [[ $line =~ passed=([0-9]+)\ failed=([0-9]+) ]]; then
-    fuzz_passed=${BASH_REMATCH[1]}
-    fuzz_failed=${BASH_REMATCH[2]}
-  else
-    tail -n 30 "$fuzz_log"
-    fuzz_failed=1
-  fi
+  bg_suite FUZZ "$fuzz_pid" "$bg_dir/fuzz.log" '^(PASS|FAIL)|^FUZZ'
+  fuzz_passed=$suite_passed fuzz_failed=$suite_failed
+fi
+pkg_passed=0 pkg_failed=0
+if [ -n "$pkg_pid" ]; then
+  bg_suite PKG "$pkg_pid" "$bg_dir/pkg.log" '^(ok|not ok|PKG|# [0-9]+ s)'
+  pkg_passed=$suite_passed pkg_failed=$suite_failed
 fi
 rm -rf "$bg_dir"
 
-echo "soak: $soak_passed passed, $soak_failed failed; fuzz targets: $fuzz_passed passed, $fuzz_failed failed"
-total_passed=$((unit_passed + e2e_passed + browser_passed + asan_passed + soak_passed + fuzz_passed))
-total_failed=$((unit_failed + e2e_failed + browser_failed + asan_failed + soak_failed + fuzz_failed))
+echo "soak: $soak_passed passed, $soak_failed failed; packaging: $pkg_passed passed, $pkg_failed failed; fuzz targets: $fuzz_passed passed, $fuzz_failed failed"
+total_passed=$((unit_passed + e2e_passed + browser_passed + asan_passed + soak_passed + pkg_passed + fuzz_passed))
+total_failed=$((unit_failed + e2e_failed + browser_failed + asan_failed + soak_failed + pkg_failed + fuzz_failed))
 summary $total_passed $total_failed
 [ $total_failed = 0 ]
