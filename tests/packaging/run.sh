@@ -117,7 +117,7 @@ wait_line() {
 }
 mkdir -p "$tmp/www"
 echo "hello from the backend" >"$tmp/www/hello.txt"
-mkfifo "$tmp/backend.fifo" "$tmp/notify.fifo" "$tmp/stickyd.fifo"
+mkfifo "$tmp/backend.fifo" "$tmp/notify.fifo" "$tmp/stickyd1.fifo" "$tmp/stickyd2.fifo"
 
 python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$tmp/www" >"$tmp/backend.fifo" 2>&1 &
 pids+=($!)
@@ -130,16 +130,22 @@ backend_port=${BASH_REMATCH[1]}
 cat <&3 >>"$tmp/backend.log" &
 pids+=($!)
 
-# A fake systemd: prints every datagram sent to NOTIFY_SOCKET as one line.
+# A fake systemd: prints every datagram sent to NOTIFY_SOCKET as one line, after the sender's
+# pid (SO_PASSCRED, as systemd reads it): "pid=N READY=1 | STATUS=...".
 notify_sock="$tmp/notify.sock"
 python3 -u - "$notify_sock" >"$tmp/notify.fifo" 2>&1 <<'EOF' &
-import socket, sys
+import socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 s.bind(sys.argv[1])
 print("bound", flush=True)
 while True:
-    data = s.recv(4096)
-    print(data.decode("utf-8", "replace").replace("\n", " | "), flush=True)
+    data, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(12))
+    pid = "?"
+    for level, kind, value in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = struct.unpack("iII", value[:12])[0]
+    print("pid=%s %s" % (pid, data.decode("utf-8", "replace").replace("\n", " | ")), flush=True)
 EOF
 pids+=($!)
 exec 4<"$tmp/notify.fifo"
@@ -155,55 +161,104 @@ backends:
   - name: b1
     address: 127.0.0.1:$backend_port
 EOF
-NOTIFY_SOCKET=$notify_sock /usr/bin/stickyd -c "$tmp/stickyd.yaml" >"$tmp/stickyd.fifo" 2>&1 &
-stickyd_pid=$!
-pids+=("$stickyd_pid")
-exec 5<"$tmp/stickyd.fifo"
-if wait_line 5 ' listening .*address=127\.0\.0\.1:([0-9]+)' "$tmp/stickyd.log"; then
-  port=${BASH_REMATCH[1]}
-  ok "installed stickyd listens (127.0.0.1:$port)"
-else
-  not_ok "installed stickyd listens" "$(cat "$tmp/stickyd.log")"
-  finish
-fi
-cat <&5 >>"$tmp/stickyd.log" &
-pids+=($!)
-
-body=$(curl -sS --max-time 10 "http://127.0.0.1:$port/hello.txt" 2>&1)
-if [ "$body" = "hello from the backend" ]; then
-  ok "a request through stickyd reaches the backend"
-else
-  not_ok "a request through stickyd reaches the backend" "$body"
-fi
-
 with_systemd=0
 if ldd /usr/bin/stickyd | grep -q 'libsystemd\.so'; then with_systemd=1; fi
-if [ "$with_systemd" = 1 ]; then
-  if wait_line 4 'READY=1' "$tmp/notify.log" && [[ $line == *"MAINPID=$stickyd_pid"* ]]; then
-    ok "READY=1 with MAINPID=$stickyd_pid on NOTIFY_SOCKET"
-  else
-    not_ok "READY=1 with MAINPID on NOTIFY_SOCKET" "$(cat "$tmp/notify.log")"
+
+# start_stickyd N FD: the installed binary in the foreground, its log through FD to
+# stickydN.log; sets stickyd_pid and port once it listens.
+start_stickyd() {
+  local k=$1 fd=$2
+  NOTIFY_SOCKET=$notify_sock /usr/bin/stickyd -c "$tmp/stickyd.yaml" >"$tmp/stickyd$k.fifo" 2>&1 &
+  stickyd_pid=$!
+  pids+=("$stickyd_pid")
+  eval "exec $fd<\"\$tmp/stickyd$k.fifo\""
+  if ! wait_line "$fd" ' listening .*address=127\.0\.0\.1:([0-9]+)' "$tmp/stickyd$k.log"; then
+    not_ok "installed stickyd listens" "$(cat "$tmp/stickyd$k.log")"
+    finish
   fi
+  port=${BASH_REMATCH[1]}
+  cat <&"$fd" >>"$tmp/stickyd$k.log" &
+  pids+=($!)
+}
+# request: one request through stickyd to the backend's file.
+request() {
+  local body
+  body=$(curl -sS --max-time 10 "http://127.0.0.1:$port/hello.txt" 2>&1)
+  if [ "$body" = "hello from the backend" ]; then ok "$1"; else not_ok "$1" "$body"; fi
+}
+# notified REGEX WHAT: the next notification matches REGEX.
+notified() {
+  if wait_line 4 "$1" "$tmp/notify.log"; then ok "$2"; else not_ok "$2" "$(cat "$tmp/notify.log")"; fi
+}
+# exited PID: waits (60 s at most) for a stickyd to end, then kills it.
+exited() {
+  timeout 60 tail --pid="$1" -f /dev/null
+  if kill -0 "$1" 2>/dev/null; then kill -KILL "$1"; fi
+}
+
+# Run 1: start, request, (notifications: READY, SIGHUP), SIGTERM, exit status 0.
+start_stickyd 1 5
+ok "installed stickyd listens (127.0.0.1:$port)"
+request "a request through stickyd reaches the backend"
+if [ "$with_systemd" = 1 ]; then
+  notified "^pid=$stickyd_pid MAINPID=$stickyd_pid \\| READY=1" \
+    "READY=1 with MAINPID=$stickyd_pid on NOTIFY_SOCKET"
+  kill -HUP "$stickyd_pid"
+  notified "^pid=$stickyd_pid RELOADING=1 \\| MONOTONIC_USEC=[0-9]+" "SIGHUP: RELOADING=1 with MONOTONIC_USEC"
+  notified "^pid=$stickyd_pid MAINPID=$stickyd_pid \\| READY=1" "SIGHUP: READY=1 once reloaded"
 else
   echo "# stickyd is built without libsystemd: no notification checks"
 fi
-
 kill -TERM "$stickyd_pid"
 if [ "$with_systemd" = 1 ]; then
-  if wait_line 4 'STOPPING=1' "$tmp/notify.log"; then
-    ok "STOPPING=1 on NOTIFY_SOCKET after SIGTERM"
-  else
-    not_ok "STOPPING=1 on NOTIFY_SOCKET after SIGTERM" "$(cat "$tmp/notify.log")"
-  fi
+  notified "^pid=$stickyd_pid STOPPING=1" "STOPPING=1 on NOTIFY_SOCKET after SIGTERM"
 fi
-timeout 60 tail --pid="$stickyd_pid" -f /dev/null
-kill -0 "$stickyd_pid" 2>/dev/null && kill -KILL "$stickyd_pid"
+exited "$stickyd_pid"
 wait "$stickyd_pid"
 status=$?
 if [ "$status" = 0 ]; then
   ok "stickyd exits 0 after SIGTERM"
 else
-  not_ok "stickyd exits 0 after SIGTERM (status $status)" "$(cat "$tmp/stickyd.log")"
+  not_ok "stickyd exits 0 after SIGTERM (status $status)" "$(cat "$tmp/stickyd1.log")"
+fi
+
+# Run 2 (libsystemd): a SIGUSR2 upgrade. The new process must announce itself as the main
+# process; the old one must not send STOPPING=1 (systemd would stop the service).
+if [ "$with_systemd" = 1 ]; then
+  start_stickyd 2 6
+  old=$stickyd_pid
+  notified "^pid=$old MAINPID=$old \\| READY=1" "run 2: READY=1"
+  kill -USR2 "$old"
+  if wait_line 4 '^pid=([0-9]+) MAINPID=([0-9]+) \| READY=1' "$tmp/notify.log" &&
+     [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ] && [ "${BASH_REMATCH[1]}" != "$old" ]; then
+    new=${BASH_REMATCH[1]}
+    ok "SIGUSR2: the new process $new sends MAINPID=$new READY=1"
+  else
+    not_ok "SIGUSR2: the new process sends MAINPID=<its pid> READY=1" "$(cat "$tmp/notify.log")"
+    finish
+  fi
+  exited "$old"
+  wait "$old"
+  status=$?
+  if [ "$status" = 0 ]; then ok "the old process exits 0 after the hand-over"
+  else not_ok "the old process exits 0 after the hand-over (status $status)" "$(cat "$tmp/stickyd2.log")"; fi
+  request "a request through the new process reaches the backend"
+  pids+=("$new")
+  kill -TERM "$new"
+  # STOPPING=1 from the new process; one from the old would have come first (it is in the log).
+  what="SIGTERM to the new process: STOPPING=1 from it, none from the old one"
+  if wait_line 4 "^pid=$new STOPPING=1" "$tmp/notify.log" &&
+     ! grep -q "^pid=$old .*STOPPING=1" "$tmp/notify.log"; then
+    ok "$what"
+  else
+    not_ok "$what" "$(cat "$tmp/notify.log")"
+  fi
+  exited "$new"
+  if [ "$(grep -c ' info stopped' "$tmp/stickyd2.log")" = 2 ]; then
+    ok "the new process drains and stops"
+  else
+    not_ok "the new process drains and stops" "$(cat "$tmp/stickyd2.log")"
+  fi
 fi
 
 echo "# $(( $(date +%s) - start )) s"
