@@ -2,7 +2,7 @@
 // One Socket.IO 4.8 node for the stickyd end-to-end tests.
 //
 //   node node.js --name n1 --port 0 [--host 127.0.0.1] [--cookie] [--tag-prefix [TAG]]
-//                [--print-sessions] [--static DIR] [--exit-with-stdin]
+//                [--print-sessions] [--static DIR] [--recovery] [--exit-with-stdin]
 //
 // Listens on --host (default 127.0.0.1; any 127.0.0.x, so that several nodes share a port as
 // pods behind one DNS name do) and --port (0 = ephemeral) and prints exactly one line
@@ -13,8 +13,17 @@
 // --tag-prefix: the node makes tagged sids itself, `<TAG>.<20 random base64url chars>` (TAG
 // defaults to the name), through Socket.IO's `io.engine.generateId` hook.
 //
+// --recovery: Socket.IO connection state recovery (connectionStateRecovery, 2 min,
+// skipMiddlewares), and the emits a recovering client must get: every 100 ms a broadcast
+// `tock` {node, n} (n counts on this node), so that every socket has an offset and misses some
+// while it is away.
+//
 // Socket.IO:  `echo` with an ack answers {node: <name>, data}.
 //             `echosid` with an ack answers {node, sid: <this node's Engine.IO id>, data}.
+//             `later` {ms, data} with an ack: acks at once, and emits `later` {node, data} to the
+//             socket's own room `ms` later (while it is away, for a recovery test).
+//             `whoami` with an ack answers {node, id, sid, recovered} (Socket.IO id, Engine.IO
+//             id, socket.recovered).
 // HTTP:       GET /whoami -> {"node": name, "cookie": <Cookie header or null>} (chunked body)
 //             GET /setserverid -> like /whoami, plus `Set-Cookie: SERVERID=<name>; path=/`
 //             GET /stats  -> JSON with every counter below (Content-Length body)
@@ -24,7 +33,9 @@
 //                            page, served through stickyd from the nodes like an application's)
 // Counters:   every sid this node ever created; Engine.IO connection_error by code; requests
 //             and upgrades per method; "foreign" requests (a `sid` query parameter that this
-//             node never created); OPTIONS per owned sid; requests carrying the `io` cookie.
+//             node never created); OPTIONS per owned sid; requests carrying the `io` cookie;
+//             every query parameter name of Engine.IO requests; Socket.IO connections that
+//             recovered a session.
 // Exits on SIGTERM/SIGINT, and with --exit-with-stdin when stdin closes (the harness passes
 // it so that a crashed test process leaves no node behind).
 'use strict';
@@ -35,7 +46,7 @@ const crypto = require('node:crypto');
 const { Server } = require('socket.io');
 
 function parseArgs(argv) {
-  const out = { name: null, port: 0, host: '127.0.0.1', cookie: false, tagPrefix: null, printSessions: false, staticDir: null, exitWithStdin: false };
+  const out = { name: null, port: 0, host: '127.0.0.1', cookie: false, tagPrefix: null, printSessions: false, staticDir: null, recovery: false, exitWithStdin: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--name') out.name = argv[++i];
@@ -45,6 +56,7 @@ function parseArgs(argv) {
     else if (a === '--print-sessions') out.printSessions = true;
     else if (a === '--tag-prefix') out.tagPrefix = argv[i + 1] && !argv[i + 1].startsWith('--') ? argv[++i] : '';
     else if (a === '--static') out.staticDir = argv[++i];
+    else if (a === '--recovery') out.recovery = true;
     else if (a === '--exit-with-stdin') out.exitWithStdin = true;
     else {
       process.stderr.write(`node.js: unknown argument ${a}\n`);
@@ -67,6 +79,7 @@ const MAX_DETAILS = 50;
 const stats = {
   node: NAME,
   cookieOption: args.cookie,
+  recoveryOption: args.recovery,
   tagPrefix: args.tagPrefix,
   requests: 0,                 // every HTTP request (engine and others)
   requestsByMethod: {},        // every HTTP request, by method
@@ -74,6 +87,7 @@ const stats = {
   engineRequestsByMethod: {},
   upgrades: 0,                 // 'upgrade' events on ENGINE_PATH
   withSid: 0,                  // engine requests/upgrades with a sid parameter
+  queryKeys: {},               // engine requests/upgrades: query parameter name -> count
   ownedSidByMethod: {},        // ... whose sid this node created, by method (UPGRADE for ws)
   foreign: 0,                  // ... whose sid this node never created
   foreignByMethod: {},
@@ -93,6 +107,7 @@ const stats = {
   connectionErrors: {},        // code -> count
   connectionErrorDetails: [],  // first MAX_DETAILS: {code, message, url, method, sid, at}
   ioConnections: 0,            // Socket.IO (namespace /) connections
+  ioRecovered: 0,              // ... that recovered a session (socket.recovered)
   echoes: 0,
   sids: [],                    // every sid ever created, in order
 };
@@ -132,6 +147,8 @@ function cookiePairs(req) {
 function account(req, kind) {
   for (const [name] of cookiePairs(req)) bump(stats.cookieNames, name);
   if (!isEnginePath(req.url)) return;
+  const q = req.url.indexOf('?');
+  if (q >= 0) for (const key of new Set(new URLSearchParams(req.url.slice(q + 1)).keys())) bump(stats.queryKeys, key);
   if (hasIoCookie(req)) stats.withIoCookie++;
   const sid = sidOf(req.url);
   const io = cookiePairs(req).find(([name]) => name === 'io');
@@ -225,7 +242,13 @@ const io = new Server(httpServer, {
   cors: { origin: true, credentials: true },
   pingInterval: 2000,
   pingTimeout: 2000,
+  ...(args.recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } } : {}),
 });
+
+if (args.recovery) {
+  let tocks = 0;
+  setInterval(() => io.emit('tock', { node: NAME, n: ++tocks }), 100).unref();
+}
 
 // Counting listeners run before engine.io's handlers (prepended after it attached).
 httpServer.prependListener('request', (req) => {
@@ -296,6 +319,15 @@ engine.on('connection_error', (err) => {
 
 io.on('connection', (socket) => {
   stats.ioConnections++;
+  if (socket.recovered) stats.ioRecovered++;
+  socket.on('whoami', (ack) => {
+    if (typeof ack === 'function') ack({ node: NAME, id: socket.id, sid: socket.conn.id, recovered: socket.recovered });
+  });
+  socket.on('later', (req, ack) => {
+    const room = socket.id;
+    setTimeout(() => io.to(room).emit('later', { node: NAME, data: req && req.data }), Math.min(Number(req && req.ms) || 0, 10000));
+    if (typeof ack === 'function') ack({ node: NAME });
+  });
   socket.on('echo', (data, ack) => {
     stats.echoes++;
     if (typeof ack === 'function') ack({ node: NAME, data });

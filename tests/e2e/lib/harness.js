@@ -184,12 +184,14 @@ async function stopChild(child) {
 // `host`: another loopback address (127.0.0.11, ...): nodes on distinct addresses may share a
 // port, as pods behind one DNS name do. `printSessions`: the node prints `SESSION <sid>` per
 // Engine.IO session; node.waitForLine awaits such lines. `staticDir`: the node serves its
-// files at /static/<name> (the browser tests' page).
-async function startNode(name, { cookie = false, port = 0, tagPrefix = false, host = HOST, printSessions = false, staticDir = null } = {}) {
+// files at /static/<name> (the browser tests' page). `recovery`: Socket.IO connection state
+// recovery, and a broadcast `tock` every 100 ms (node.js --recovery).
+async function startNode(name, { cookie = false, port = 0, tagPrefix = false, host = HOST, printSessions = false, staticDir = null, recovery = false } = {}) {
   const argv = [NODE_SCRIPT, '--name', name, '--port', String(port), '--host', host, '--exit-with-stdin'];
   if (cookie) argv.push('--cookie');
   if (printSessions) argv.push('--print-sessions');
   if (staticDir) argv.push('--static', staticDir);
+  if (recovery) argv.push('--recovery');
   if (tagPrefix) argv.push('--tag-prefix', ...(typeof tagPrefix === 'string' ? [tagPrefix] : []));
   const child = trackChild(
     spawn(process.execPath, argv, { cwd: E2E_DIR, stdio: ['pipe', 'pipe', 'pipe'] }),
@@ -203,7 +205,7 @@ async function startNode(name, { cookie = false, port = 0, tagPrefix = false, ho
     for (const w of lineWaiters) w(line);
   });
   const stderr = lineCollector(child.stderr);
-  const node = { name, child, stdout, stderr, port: null, cookie, tagPrefix, host, printSessions, staticDir };
+  const node = { name, child, stdout, stderr, port: null, cookie, tagPrefix, host, printSessions, staticDir, recovery };
   // Resolves with the first stdout line from now on that matches `re`.
   node.waitForLine = (re, ms, what) =>
     withTimeout(
@@ -250,7 +252,7 @@ class Cluster {
     const i = this.nodes.findIndex((x) => x.name === name);
     const old = this.nodes[i];
     await old.kill();
-    const fresh = await startNode(name, { cookie: old.cookie, port: old.port, tagPrefix: old.tagPrefix, host: old.host, printSessions: old.printSessions, staticDir: old.staticDir });
+    const fresh = await startNode(name, { cookie: old.cookie, port: old.port, tagPrefix: old.tagPrefix, host: old.host, printSessions: old.printSessions, staticDir: old.staticDir, recovery: old.recovery });
     fresh.previousStderr = old.stderr;
     this.nodes[i] = fresh;
     return fresh;
@@ -293,8 +295,8 @@ class Cluster {
   }
 }
 
-async function startCluster({ cookie = false, names = ['n1', 'n2', 'n3'], tagPrefix = false, staticDir = null } = {}) {
-  const started = await Promise.allSettled(names.map((name) => startNode(name, { cookie, tagPrefix, staticDir })));
+async function startCluster({ cookie = false, names = ['n1', 'n2', 'n3'], tagPrefix = false, staticDir = null, recovery = false } = {}) {
+  const started = await Promise.allSettled(names.map((name) => startNode(name, { cookie, tagPrefix, staticDir, recovery })));
   const ok = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
   const bad = started.find((r) => r.status === 'rejected');
   if (bad) {
@@ -599,14 +601,15 @@ function dumpDiagnostics(t, env, err) {
 // Runs `body(env)` with a 3-node cluster and (unless proxy === false) stickyd in front.
 // env = {cluster, proxy, url, stats(), stopProxy(), startProxy(opts), proxies}.
 // `proxyOpts` go to startStickyd (extra, timeouts, listenPort; `backends` maps the default
-// backend list); `nodeTagPrefix` starts the nodes with --tag-prefix, `nodeStatic` with --static.
+// backend list); `nodeTagPrefix` starts the nodes with --tag-prefix, `nodeStatic` with --static,
+// `nodeRecovery` with --recovery.
 // env.startProxy starts more stickyd processes with the same defaults; all are stopped and
 // shown in diagnostics.
-async function scenario(t, { nodeCookie = false, proxyCookie = false, proxy = true, nodeTagPrefix = false, nodeStatic = null, proxyOpts = {} } = {}, body) {
+async function scenario(t, { nodeCookie = false, proxyCookie = false, proxy = true, nodeTagPrefix = false, nodeStatic = null, nodeRecovery = false, proxyOpts = {} } = {}, body) {
   const env = { cluster: null, proxy: null, proxies: [], lastStats: null, extraDiagnostics: [], cleanups: [] };
   const started = Date.now();
   try {
-    env.cluster = await startCluster({ cookie: nodeCookie, tagPrefix: nodeTagPrefix, staticDir: nodeStatic });
+    env.cluster = await startCluster({ cookie: nodeCookie, tagPrefix: nodeTagPrefix, staticDir: nodeStatic, recovery: nodeRecovery });
     env.backends = () => env.cluster.nodes.map((n) => ({ name: n.name, address: n.address }));
     env.startProxy = async (opts = {}) => {
       const o = { ...proxyOpts, ...opts };
