@@ -761,9 +761,10 @@ void ClientConn::finish_upgrade_hold(bool give_up) {
   start_tunnel(out);
 }
 
+// The new session's sid, pinned while its tunnel is open. route_.via stays how the handshake
+// was routed (balance, hint, cookie...): the access log says so.
 void ClientConn::pin_learnt(std::string_view sid) {
   route_.key = std::string(sid);
-  route_.via = RouteVia::Table;
   pinned_ = server_.router().table().pin(route_.key, server_.now_ms());
 }
 
