@@ -68,9 +68,10 @@
   // Losing the transport: engine.close(), what engine.io-client does when its connection
   // breaks (the node sees "transport close", a reason it recovers from); or `drop(r, socket)`
   // (e.g. kill the node). `beforeReconnect(r, socket)` runs after the loss and before the
-  // client may reconnect (give it a long `reconnectionDelay`). `hint`: the README's snippet.
+  // client may reconnect (give it a long `reconnectionDelay`). `jitter`: socket.io-client's
+  // randomizationFactor. `hint`: the README's snippet.
   // `ms`: the bound of each wait.
-  async function dropOnce(io, url, kind, index, { hint = true, drop, beforeReconnect, reconnectionDelay = 300, query, ms = 15000 } = {}) {
+  async function dropOnce(io, url, kind, index, { hint = true, drop, beforeReconnect, reconnectionDelay = 300, jitter = 0.5, query, ms = 15000 } = {}) {
     const r = { index, kind, ok: false, error: null, connectErrors: [], disconnects: [], tocks: [], later: [] };
     const socket = io(url, {
       forceNew: true,
@@ -79,6 +80,7 @@
       // send each back to its node by chance).
       reconnectionDelay,
       reconnectionDelayMax: 2 * reconnectionDelay,
+      randomizationFactor: jitter,
       timeout: ms,
       ...(query ? { query } : {}),
       ...KINDS[kind],

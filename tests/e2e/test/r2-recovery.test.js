@@ -9,6 +9,8 @@
 //       logged via=hint.
 //     - A hint naming a drained node, a dead node, an unknown sid, a malformed value: the
 //       client connects (balanced, not recovered), no error.
+//     - With tag_sids the hint routes by its tag, no table needed: clients cut by a stickyd
+//       killed and restarted in their back recover through the new process.
 //     (socket.io-client 2.x has no connection state recovery: nothing to test there.)
 
 const { test } = require('node:test');
@@ -149,6 +151,44 @@ test('r2. a hint naming a drained node, a dead node, an unknown sid or a malform
     assert.deepEqual(log.filter((e) => e.status !== 200 && e.status !== 101).map((e) => `${e.status} ${e.target}`), []);
 
     await env.stopProxy();
+    assertHintNeverForwarded(await env.stats());
+  });
+});
+
+test('r2. with tag_sids the hint needs no table: clients cut by a stickyd restart recover through the new process', { timeout: 120000 }, async (t) => {
+  const N = 6;
+  const proxyOpts = { extra: { sticky: { reconnect_hint: 'prev_sid', tag_sids: true }, access_log: { format: 'json' } } };
+  await h.scenario(t, { nodeRecovery: true, proxy: false, proxyOpts }, async (env) => {
+    let p = await env.startProxy();
+    const port = p.port;
+    for (const kind of Object.keys(rec.KINDS)) {
+      // Once every client is ready (tocks, `later` acked), stickyd is killed (every transport
+      // breaks) and a new one starts on the same port, with an empty table, before anyone
+      // reconnects. A node notices a cut websocket at once, a cut poll possibly only when its
+      // ping times out (pingInterval + pingTimeout, 4 s here; reconnecting after 1 s, polling
+      // clients came back to their node unrecovered): a session the node has not closed yet
+      // cannot be recovered, so polling clients wait longer before reconnecting.
+      let arrived = 0;
+      let restarted;
+      const barrier = new Promise((resolve) => (restarted = resolve));
+      const results = await dropMany(`http://${h.HOST}:${port}`, kind, N, {
+        ...(kind === 'polling-only' ? { reconnectionDelay: 5000, jitter: 0 } : { reconnectionDelay: 1000 }),
+        drop: async () => {
+          if (++arrived === N) {
+            await p.kill();
+            p = await env.startProxy({ listenPort: port });
+            restarted();
+          }
+          await barrier;
+        },
+      });
+      assertAllRecovered(results, `${kind}, across a stickyd restart`);
+      assert.ok(new Set(results.map((r) => r.node1)).size >= 2, `${kind}: on ${results.map((r) => r.node1)}`);
+      t.diagnostic(`${kind}: ${results.filter(rec.recovered).length}/${N} recovered across a stickyd restart (tag_sids)`);
+    }
+    const hinted = env.proxies.flatMap((x) => x.accessLog()).filter((e) => /[?&]prev_sid=/.test(e.target) && !/[?&]sid=/.test(e.target));
+    assert.ok(hinted.length >= 3 * N && hinted.every((e) => e.via === 'hint'), JSON.stringify(hinted.filter((e) => e.via !== 'hint').slice(0, 3)));
+    await Promise.all(env.proxies.map((x) => x.stop()));
     assertHintNeverForwarded(await env.stats());
   });
 });
