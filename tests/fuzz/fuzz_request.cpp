@@ -5,6 +5,7 @@
 // Two routers per input, built fresh so that every run of an input is deterministic:
 //   A: tag_sids + HAProxy insert cookie (indirect, maxidle/maxlife), a tiny affinity table
 //   B: backend_tags with '~', prefix-mode server cookie, `hash` balancing, on_down: strict
+// Both take the reconnect hint `prev_sid` (sticky.reconnect_hint).
 #include <llhttp.h>
 
 #include <memory>
@@ -41,6 +42,7 @@ const char* const kConfigA =
     "affinity: {max_sessions: 8}\n"
     "sticky:\n"
     "  tag_sids: true\n"
+    "  reconnect_hint: prev_sid\n"
     "  server_cookie: {name: SERVERID, mode: insert, indirect: true, maxidle: 30m, maxlife: 8h}\n";
 
 const char* const kConfigB =
@@ -55,6 +57,7 @@ const char* const kConfigB =
     "affinity: {max_sessions: 4, idle_timeout: 10s}\n"
     "sticky:\n"
     "  on_down: strict\n"
+    "  reconnect_hint: prev_sid\n"
     "  backend_tags: {separator: '~'}\n"
     "  server_cookie: {name: SRV, mode: prefix}\n";
 
@@ -158,16 +161,30 @@ struct Session {
         break;
     }
     if (r.via == RouteVia::Tag) FUZZ_CHECK(router.persistence().any_tags());
+    const std::string& hint = cfg.sticky.reconnect_hint;
+    FUZZ_CHECK(r.strip_hint == (r.engineio && query_param_raw(t.query, hint).has_value()));
+    if (r.via == RouteVia::Hint) {
+      // Only a handshake follows a hint, and only to a node that may take a new session.
+      FUZZ_CHECK(r.handshake && r.strip_hint && r.source == KeySource::None);
+      const BackendState& s = router.backend(r.backend);
+      FUZZ_CHECK(s.admin == AdminState::Ready && s.health != Health::Down && s.weight > 0);
+    }
 
     if (r.backend < 0) return;  // answered locally
 
-    // ---- what the proxy forwards
+    // ---- what the proxy forwards (ClientConn::build_upstream_head)
+    std::string fwd(target);
+    if (r.strip_tag && r.source == KeySource::Query) fwd = replace_query_param(fwd, "sid", r.key);
+    if (r.strip_hint) fwd = remove_query_param(fwd, hint);
+    RequestTarget ft = split_target(fwd);
+    FUZZ_CHECK(ft.path == t.path);
     if (r.strip_tag && r.source == KeySource::Query) {
-      std::string fwd = replace_query_param(target, "sid", r.key);
-      RequestTarget ft = split_target(fwd);
-      FUZZ_CHECK(ft.path == t.path);
       std::optional<std::string> fsid = query_param(ft.query, "sid");
       FUZZ_CHECK(fsid && *fsid == r.key);  // the backend sees its own, untagged sid
+    }
+    if (r.strip_hint) {
+      FUZZ_CHECK(!query_param_raw(ft.query, hint));  // the hint never reaches a node
+      if (!r.strip_tag || r.source != KeySource::Query) FUZZ_CHECK(query_param(ft.query, "sid") == qsid);
     }
     for (size_t i = 0; i < head.count(); ++i) {
       if (!iequals(head.name(i), "cookie")) continue;
