@@ -105,9 +105,14 @@ class Router {
   BackendState& backend(int i) { return backends_[static_cast<size_t>(i)]; }
   const Config& config() const { return cfg_; }
 
+  // A node for a new session other than `exclude` (its connect just failed), or -1.
+  int balance_excluding(int exclude, uint64_t client_hash, int64_t now_ms) {
+    return balance(client_hash, now_ms, exclude);
+  }
+
  private:
   Router(const Config& cfg, AffinityTable* shared_table);
-  int balance(uint64_t client_hash, int64_t now_ms);
+  int balance(uint64_t client_hash, int64_t now_ms, int exclude = -1);
   bool serves_sessions(int b) const;  // existing sessions may still go there
   void route_hint(Route& r, std::string_view query, int64_t now_ms);
   void route_sid(Route& r, std::string_view sid, KeySource source, int64_t now_ms);

@@ -387,6 +387,22 @@ void ClientConn::upstream_connect_failed(int status) {
   upstream_ = nullptr;
   const std::string& name = server_.router().backend(route_.backend).config.name;
   log::warn("backend connect failed", {{"backend", name}, {"error", uv_strerror(status)}});
+  // A reconnect hint named a node that does not answer (dead, and no check has said so yet):
+  // nothing was sent, and a new session elsewhere is what the client gets anyway when its
+  // node is gone, better than an error.
+  if (route_.via == RouteVia::Hint && !retried_ && !head_sent_) {
+    int b = server_.router().balance_excluding(route_.backend, client_hash_, server_.now_ms());
+    if (b >= 0) {
+      retried_ = true;
+      if (in_flight_) --server_.router().backend(route_.backend).in_flight;
+      route_.backend = b;
+      route_.via = RouteVia::Balance;
+      ++server_.router().backend(b).in_flight;
+      in_flight_ = true;
+      acquire_upstream(false);
+      return;
+    }
+  }
   respond_local(502, reason_phrase(502), "backend unavailable");
 }
 

@@ -1,5 +1,6 @@
 #include "stickyd/router.hpp"
 
+#include <algorithm>
 #include <ctime>
 
 #include "stickyd/cookie.hpp"
@@ -7,6 +8,12 @@
 #include "stickyd/query.hpp"
 
 namespace stickyd {
+
+namespace {
+// Socket.IO's default connectionStateRecovery.maxDisconnectionDuration (2 min) plus a
+// reconnection backoff: how long a hinted sid should stay known.
+constexpr int64_t kRecoveryWindowMs = 150000;
+}  // namespace
 
 const char* to_string(KeySource s) {
   switch (s) {
@@ -71,12 +78,12 @@ uint32_t Router::effective_weight(int b, int64_t now_ms) const {
   return static_cast<uint32_t>(std::max<uint64_t>(w, 1));
 }
 
-int Router::balance(uint64_t client_hash, int64_t now_ms) {
+int Router::balance(uint64_t client_hash, int64_t now_ms, int exclude) {
   for (size_t i = 0; i < backends_.size(); ++i) {
     const BackendState& s = backends_[i];
     candidates_[i].weight = effective_weight(static_cast<int>(i), now_ms);
-    candidates_[i].usable =
-        s.admin == AdminState::Ready && s.health != Health::Down && !s.config.removed;
+    candidates_[i].usable = s.admin == AdminState::Ready && s.health != Health::Down &&
+                            !s.config.removed && static_cast<int>(i) != exclude;
     candidates_[i].load =
         table_.sessions_of(static_cast<uint16_t>(i)) + s.tunnels + s.in_flight;
   }
@@ -270,6 +277,10 @@ void Router::learn(std::string_view sid, int backend, const OpenPacket* open, in
   } else {
     idle = cfg_.affinity.fallback_idle.count();
   }
+  // With reconnect hints a sid is still asked for after its session ended, as long as
+  // Socket.IO keeps the state to recover (maxDisconnectionDuration, 2 min by default).
+  if (!cfg_.affinity.idle_timeout && !cfg_.sticky.reconnect_hint.empty())
+    idle = std::max<int64_t>(idle, kRecoveryWindowMs);
   table_.learn(sid, static_cast<uint16_t>(backend), idle, now_ms);
 }
 
