@@ -78,6 +78,18 @@ async function withEnv(t, body) {
     env.proxies.push(p);
     return p;
   };
+  // Pods n1..n3 all in DNS as io.test (A records), stickyd discovering them: the usual start.
+  env.threePodsInDns = async (discover, opts = {}) => {
+    await env.startPods(['n1', 'n2', 'n3']);
+    const P = env.port;
+    const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
+    const p = await env.stickyd({
+      discover: [{ name: 'io.test', type: 'A', port: P, ...discover }],
+      resolvers: { nameservers: [dns.address], interval: '300ms' },
+      ...opts,
+    });
+    return { P, name3: `${ip(3)}_${P}`, dns, p };
+  };
   env.relay = async (ports) => {
     const r = await h.startRelay(ports);
     env.relays.push(r);
@@ -615,15 +627,7 @@ test('v9. a backend that comes back to DNS before its hold ends is undrained: re
 
 test('v10. a backend out of DNS is removed `hold` after its last session, never while one lives', { timeout: 30000 }, async (t) => {
   await withEnv(t, async (env) => {
-    await env.startPods(['n1', 'n2', 'n3']);
-    const P = env.port;
-    const name3 = `${ip(3)}_${P}`;
-    const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
-    const p = await env.stickyd({
-      discover: [{ name: 'io.test', type: 'A', port: P, hold: '500ms' }],
-      resolvers: { nameservers: [dns.address], interval: '300ms' },
-      extra: { affinity: { idle_timeout: '1s' } },
-    });
+    const { P, name3, dns, p } = await env.threePodsInDns({ hold: '500ms' }, { extra: { affinity: { idle_timeout: '1s' } } });
     await p.waitForLine(/ info backends discovered backends=3 /, 3000 * h.SCALE, 'first set');
     const firstAcks = h.counter();
     const run = clients(p.url, 12, { messages: 30, gapMin: 100, gapMax: 150, onAck: (r) => r.acks.length === 1 && firstAcks.add() });
@@ -923,14 +927,7 @@ test('v19. SIGUSR2 with discovered backends: the new process learns the old tabl
 
 test('v20. scale down (default paced eviction): a node that leaves DNS has its clients moved off at a steady pace while it is still alive; all end on other nodes; then it is removed', { timeout: 60000 }, async (t) => {
   await withEnv(t, async (env) => {
-    await env.startPods(['n1', 'n2', 'n3']);
-    const P = env.port;
-    const name3 = `${ip(3)}_${P}`;
-    const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
-    const p = await env.stickyd({
-      discover: [{ name: 'io.test', type: 'A', port: P, hold: '1s', evict_over: '3s' }],
-      resolvers: { nameservers: [dns.address], interval: '300ms' },
-    });
+    const { name3, dns, p } = await env.threePodsInDns({ hold: '1s', evict_over: '3s' });
     await p.waitForLine(/ info backends discovered backends=3 /, 3000 * h.SCALE, 'first set');
     // Long-running clients with Socket.IO's reconnection: they must all survive the scale-down.
     const reconnects = [];
