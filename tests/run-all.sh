@@ -25,7 +25,34 @@ if ! bash packaging/install-deps.sh --tests; then
   summary 0 1
   exit 1
 fi
-if ! bash packaging/build.sh; then
+# Builds and runs that need CPU but no timing go to the background, niced (they take the CPU
+# the front leaves), from the start: the sanitizer build (its tests run after the end-to-end
+# suite), the libFuzzer targets (their own clang build, then each target for FUZZ_SECONDS)
+# and the Debian package test. Whatever is left of them is stopped if the run ends early.
+bg_dir=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null' EXIT
+asan_build_pid=""
+if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
+  ( BUILD_DIR=build-asan nice -n 15 bash packaging/build.sh -Db_sanitize=address,undefined \
+      -Db_lundef=false -Dbuildtype=debug >"$bg_dir/asan-build.log" 2>&1 ) &
+  asan_build_pid=$!
+fi
+fuzz_pid=""
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  ( nice -n 15 bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" >"$bg_dir/fuzz.log" 2>&1 ) &
+  fuzz_pid=$!
+fi
+# The Debian package: built (release), linted, installed, its unit verified, the installed
+# binary run once with a fake NOTIFY_SOCKET (tests/packaging/run.sh).
+pkg_pid=""
+if [ "${SKIP_PACKAGING:-0}" != 1 ]; then
+  ( nice -n 15 bash tests/packaging/run.sh >"$bg_dir/pkg.log" 2>&1 ) &
+  pkg_pid=$!
+fi
+
+# The suite's own build: optimised like the users' one, without LTO (it only lengthens the
+# link of every test binary) and without the benchmark tools.
+if ! bash packaging/build.sh -Db_lto=false -Dbench=false; then
   echo "run-all: build failed" >&2
   summary 0 1
   exit 1
@@ -48,29 +75,6 @@ for bin in build/tests/unit/unit_tests build/tests/unit/unit_tests_lenient; do
   unit_failed=$((unit_failed + f))
   rm -f "$unit_log"
 done
-
-# Builds and runs that need CPU but no timing go to the background, niced, while the timing
-# sensitive suites run in front: the sanitizer build (its tests run after the end-to-end suite)
-# and the libFuzzer targets (their own clang build, then each target for FUZZ_SECONDS).
-bg_dir=$(mktemp -d)
-asan_build_pid=""
-if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
-  ( BUILD_DIR=build-asan nice -n 15 bash packaging/build.sh -Db_sanitize=address,undefined \
-      -Db_lundef=false -Dbuildtype=debug >"$bg_dir/asan-build.log" 2>&1 ) &
-  asan_build_pid=$!
-fi
-fuzz_pid=""
-if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  ( nice -n 15 bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" >"$bg_dir/fuzz.log" 2>&1 ) &
-  fuzz_pid=$!
-fi
-# The Debian package: built (release), linted, installed, its unit verified, the installed
-# binary run once with a fake NOTIFY_SOCKET (tests/packaging/run.sh).
-pkg_pid=""
-if [ "${SKIP_PACKAGING:-0}" != 1 ]; then
-  ( nice -n 15 bash tests/packaging/run.sh >"$bg_dir/pkg.log" 2>&1 ) &
-  pkg_pid=$!
-fi
 
 # run_suite LABEL COMMAND...: runs the command (its output shown) and reads its last line
 # "LABEL passed=N failed=M" into suite_passed and suite_failed; a command that failed without
