@@ -651,14 +651,7 @@ test('v10. a backend out of DNS is removed `hold` after its last session, never 
 
 test('v11. SIGHUP while discovering: the discovered set, a drain in progress and the sessions are kept; discovery goes on', { timeout: 30000 }, async (t) => {
   await withEnv(t, async (env) => {
-    await env.startPods(['n1', 'n2', 'n3']);
-    const P = env.port;
-    const name3 = `${ip(3)}_${P}`;
-    const dns = await env.dnsmasq({ hosts: [1, 2, 3].map((k) => `${ip(k)} io.test`) });
-    const p = await env.stickyd({
-      discover: [{ name: 'io.test', type: 'A', port: P, hold: '20s' }],
-      resolvers: { nameservers: [dns.address], interval: '300ms' },
-    });
+    const { P, name3, dns, p } = await env.threePodsInDns({ hold: '20s' });
     await p.waitForLine(/ info backends discovered backends=3 /, 3000 * h.SCALE, 'first set');
     const firstAcks = h.counter();
     const run = clients(p.url, 12, { messages: 24, onAck: (r) => r.acks.length === 1 && firstAcks.add() });
